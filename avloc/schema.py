@@ -1,0 +1,162 @@
+"""The one shard sample schema shared by the shard writer, every loader, evaluate and tests.
+
+A sample is one clip, stored in a WebDataset tar as members named ``<key>.<ext>``:
+
+* ``jpg``       the clip's centre frame, JPEG, shorter side ``frame_short_side`` (default 256);
+* ``spec.f16``  the FNAC log-spectrogram of the central 3 s at 16 kHz mono: raw little-endian
+                float16 bytes, C order, shape [SPEC_BINS, SPEC_FRAMES] (257 x 200). Raw bytes
+                (no .npy header) so DALI's webdataset reader returns it typed with
+                ``dtypes=FLOAT16`` and the torch loader needs one ``frombuffer``;
+* ``flac``      optional: the 16 kHz mono audio window itself (``--keep-audio``);
+* ``json``      metadata, the fields of ``SampleMeta``.
+
+The key is the clip id (``<ytid>_<start:06d>``) with no dots (WebDataset splits the key from
+the extension at the first dot of the member's basename).
+
+Shards are grouped by split: ``<split>-<index:06d>.tar`` with ``.idx`` (DALI index, v1.2) and
+``.parquet`` (rows of this shard) beside it, and ``<split>-<index:06d>_stats.json`` written
+last to mark the shard done. ``dataset.json`` and ``manifest.parquet`` describe the whole set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from typing import Any, Optional
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+# Spectrogram recipe (fnac.md 1.1). Changing any of these changes RECIPE_HASH.
+SAMPLE_RATE = 16000
+WINDOW_SECONDS = 3.0
+WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)  # 48000
+NPERSEG = 512
+NOVERLAP = 274
+HOP = NPERSEG - NOVERLAP  # 238
+TUKEY_ALPHA = 0.25
+LOG_FLOOR = 1e-7
+SPEC_SCALE = 12.0  # the network sees log_spec / 12
+SPEC_BINS = NPERSEG // 2 + 1  # 257
+SPEC_FRAMES = (WINDOW_SAMPLES - NPERSEG) // HOP + 1  # 200
+SPEC_DTYPE = np.dtype("<f2")
+SPEC_SHAPE = (SPEC_BINS, SPEC_FRAMES)
+
+FRAME_SHORT_SIDE = 256
+JPEG_QUALITY = 95
+
+EXT_FRAME = "jpg"
+EXT_SPEC = "spec.f16"
+EXT_AUDIO = "flac"
+EXT_META = "json"
+
+SPLITS = ("train", "val", "test")
+
+RECIPE = {
+    "sample_rate": SAMPLE_RATE,
+    "window_seconds": WINDOW_SECONDS,
+    "window": ["tukey", TUKEY_ALPHA, "periodic"],
+    "nperseg": NPERSEG,
+    "noverlap": NOVERLAP,
+    "detrend": "constant",
+    "scaling": "density",
+    "log_floor": LOG_FLOOR,
+    "spec_dtype": "float16",
+    "spec_shape": list(SPEC_SHAPE),
+    "audio_window": "central, tiled if shorter",
+}
+RECIPE_HASH = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:12]
+
+_CLIP_ID = re.compile(r"^(?P<ytid>[A-Za-z0-9_-]{11})_(?P<start>\d{6})$")
+_CLIP_ID_MS = re.compile(r"^(?P<ytid>[A-Za-z0-9_-]{11})_(?P<start_ms>\d+)_(?P<end_ms>\d+)$")
+
+
+@dataclasses.dataclass
+class SampleMeta:
+    """What the ``json`` member of a sample holds."""
+
+    key: str
+    clip_id: str
+    label: Optional[str]
+    class_index: int  # -1 when unlabelled
+    split: str
+    source_path: str
+    clip_start: Optional[float]  # seconds in the source YouTube video, from the file name
+    duration: float  # seconds of the clip file
+    frame_time: float  # seconds into the clip file where the frame was taken
+    fps: Optional[float]
+    width: int
+    height: int
+    video_codec: Optional[str]
+    audio_codec: Optional[str]
+    source_sample_rate: Optional[int]
+    audio_seconds: float  # decoded audio length in the file
+    window_start: float  # seconds into the clip file where the 3 s window starts
+    flags: list  # e.g. ["short_audio_tiled", "silent_audio", "rotated"]
+    recipe_hash: str = RECIPE_HASH
+    schema_version: int = SCHEMA_VERSION
+    bbox: Optional[list] = None  # [[x1, y1, x2, y2], ...] as fractions of the frame, if known
+
+    def to_json_bytes(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes) -> "SampleMeta":
+        fields = json.loads(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+def parse_clip_id(stem: str) -> Optional[dict]:
+    """``<ytid>_<start:06d>`` or ``<ytid>_<start_ms>_<end_ms>`` -> {ytid, start}; None otherwise."""
+    m = _CLIP_ID.match(stem)
+    if m:
+        return {"ytid": m["ytid"], "start": float(int(m["start"]))}
+    m = _CLIP_ID_MS.match(stem)
+    if m:
+        return {"ytid": m["ytid"], "start": int(m["start_ms"]) / 1000.0}
+    return None
+
+
+def canonical_clip_id(ytid: str, start_seconds: float) -> str:
+    return f"{ytid}_{int(start_seconds):06d}"
+
+
+def sample_key(clip_id: str) -> str:
+    """A WebDataset-safe key: no dots (the key ends at the first dot)."""
+    return clip_id.replace(".", "_")
+
+
+def encode_spec(log_spec: np.ndarray) -> bytes:
+    arr = np.asarray(log_spec)
+    if arr.shape != SPEC_SHAPE:
+        raise ValueError(f"spectrogram shape {arr.shape} != {SPEC_SHAPE}")
+    return np.ascontiguousarray(arr, dtype=SPEC_DTYPE).tobytes()
+
+
+def decode_spec(data: bytes) -> np.ndarray:
+    arr = np.frombuffer(data, dtype=SPEC_DTYPE)
+    if arr.size != SPEC_BINS * SPEC_FRAMES:
+        raise ValueError(f"spectrogram has {arr.size} values, expected {SPEC_BINS * SPEC_FRAMES}")
+    return arr.reshape(SPEC_SHAPE)
+
+
+def shard_stem(split: str, index: int) -> str:
+    return f"{split}-{index:06d}"
+
+
+def encode_sample(meta: SampleMeta, jpeg: bytes, log_spec: np.ndarray, flac: Optional[bytes] = None) -> dict[str, bytes]:
+    """Members of one sample, in the order they are written (ext -> bytes)."""
+    members = {EXT_FRAME: jpeg, EXT_SPEC: encode_spec(log_spec)}
+    if flac is not None:
+        members[EXT_AUDIO] = flac
+    members[EXT_META] = meta.to_json_bytes()
+    return members
+
+
+def dataset_summary(**fields: Any) -> dict:
+    """The skeleton of ``dataset.json``; the shard runner fills counts and classes."""
+    return {"schema_version": SCHEMA_VERSION, "recipe": RECIPE, "recipe_hash": RECIPE_HASH, **fields}

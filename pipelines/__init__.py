@@ -1,0 +1,1 @@
+"""avloc.pipelines: every line of DALI code. Import submodules only when DALI is wanted."""

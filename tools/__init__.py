@@ -1,0 +1,1 @@
+"""avloc.tools: the sharding machinery and the synthetic-clip generator."""
