@@ -58,7 +58,24 @@ def cli():
 
 
 def main(argv=None):
-    return cli.main(args=argv, prog_name="avloc")
+    """Entry point: every usage mistake and every AvlocError is one line on stderr plus an exit code."""
+    try:
+        return cli.main(args=argv, prog_name="avloc", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("avloc: aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "avloc"
+        click.echo(f"avloc: error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"avloc: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except AvlocError as err:
+        click.echo(f"avloc: error: {err}", err=True)
+        sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,205 @@
+"""Evaluation throughput: `avloc evaluate` against the reference's per-sample test loop.
+
+Data: a VGG-SS-layout root (``frames/<id>.jpg`` 320x240, ``audio/<id>.wav`` 10 s 16 kHz,
+``vggss.json``, ``vggss_test.csv``) holding ``n`` items: 5,158 in the full run (the VGG-SS test
+size), fewer in quick mode. ``avloc synth``'s ``write_benchmark`` renders up to ``UNIQUE`` distinct
+items; larger sets reuse those files under new ids (hard links), so every item still costs a
+JPEG decode, a wav read, a spectrogram, a forward pass and its scoring.
+
+Variants (same untrained FNACModel, dim 512, same items, same bicubic protocol):
+* ``reference loop (batch 1)``: what the published test script does per sample: load, forward
+  one sample, upsample, numpy min-max / sort / cIoU;
+* ``avloc evaluate (batch 32)``: the library behind the command (loading batches, fixed
+  16-sample network chunks, vectorised scoring, baselines scored too);
+* ``avloc evaluate cuda`` when a GPU is visible.
+Each measurement is one whole evaluation of the ``n`` items (model load included); samples/s.
+Run as ``python -m avloc.bench.evaluate --out benchmarks/results`` to record the results files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from avloc.bench.core import BenchContext, Record, interleave, skipped, summarize
+
+SCENARIO = "evaluate"
+VGGSS_SIZE = 5158
+UNIQUE = 256
+
+
+def build_vggss_root(workdir: Path, n: int, log=print) -> Path:
+    """A VGG-SS layout with n items (at most UNIQUE rendered, the rest hard-linked under new ids)."""
+    from avloc.tools.synth import write_benchmark
+
+    root = workdir / f"vggss-{n}"
+    if (root / "vggss_test.csv").is_file():
+        return root
+    unique = min(n, UNIQUE)
+    log(f"[bench] evaluate: rendering {unique} synthetic VGG-SS items")
+    src = write_benchmark(workdir / f"vggss-unique-{unique}", "vggss", unique, seed=0,
+                          workers=max(1, (os.cpu_count() or 1)))
+    if n == unique:
+        return src.root
+    (root / "frames").mkdir(parents=True, exist_ok=True)
+    (root / "audio").mkdir(exist_ok=True)
+    entries = []
+    for i in range(n):
+        base = src.items[i % unique]
+        new_id = f"{base['id'][:5]}{i:06d}{base['id'][11:]}"
+        for kind, ext in (("frame", "jpg"), ("audio", "wav")):
+            dst = root / ("frames" if kind == "frame" else "audio") / f"{new_id}.{ext}"
+            try:
+                os.link(base[kind], dst)
+            except OSError:
+                shutil.copyfile(base[kind], dst)
+        entries.append({"file": new_id, "class": base["label"], "bbox": base["bbox"]})
+    (root / "vggss.json").write_text(json.dumps(entries))
+    (root / "vggss_test.csv").write_text("".join(f"{e['file']}\r\n" for e in entries))
+    return root
+
+
+def reference_loop(root: Path, checkpoint: Path, device: str = "cpu", upsample: str = "bicubic") -> dict:
+    """The published test script's per-sample loop (batch 1, numpy scoring)."""
+    import torch
+    import torch.nn.functional as F
+
+    from avloc import metrics
+    from avloc.evaluation import media
+    from avloc.evaluation.benchmarks import load_benchmark
+    from avloc.evaluation.checkpoints import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(checkpoint, device)
+    items = load_benchmark("vggss", root).items
+    cious = []
+    for it in items:
+        image = media.load_frame(it.frame)[None].to(device)
+        spec = media.load_spec(it.audio)[None].to(device)
+        with torch.no_grad():
+            v, a = model(image, spec)
+            heat = torch.einsum("nchw,nc->nhw", v, a)[:, None]
+            heat = F.interpolate(heat, size=(224, 224), mode=upsample, align_corners=upsample == "bilinear")
+        pred = heat[0, 0].cpu().numpy()
+        vmin, vmax = pred.min(), pred.max()
+        if vmax - vmin != 0:
+            pred = (pred - vmin) / (vmax - vmin)
+        thr = np.sort(pred.flatten())[int(224 * 224 / 2)]
+        infer = (pred >= thr).astype(np.float64)
+        g = it.gt_map().astype(np.float64)
+        cious.append(np.sum(infer * g) / (np.sum(g) + np.sum(infer * (g == 0))))
+    return metrics.summarise_cious(cious)
+
+
+class _Measure:
+    def __init__(self, fn, n: int):
+        self.fn, self.n = fn, n
+        self.last: dict = {}
+
+    def __call__(self) -> float:
+        t0 = time.perf_counter()
+        self.last = self.fn()
+        return self.n / (time.perf_counter() - t0)
+
+
+def run(ctx: BenchContext, n: int = None) -> list:
+    import torch
+
+    from avloc.checkpoint import save_checkpoint
+    from avloc.evaluation.runner import EvalConfig, run_evaluation
+    from avloc.model import FNACModel
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, cores))
+    if n is None:
+        n = 16 if ctx.quick else VGGSS_SIZE  # quick: one 16-sample network chunk
+    rounds, warmup = (2, 1) if ctx.quick and n <= 64 else (1, 0)
+    root = build_vggss_root(ctx.workdir, n, log=ctx.log)
+    torch.manual_seed(0)
+    model = FNACModel(dim=512)
+    checkpoint = ctx.workdir / "evaluate-model.pt"
+    save_checkpoint(checkpoint, model_state=model.state_dict(), model_config=model.model_config())
+    workers = 0 if cores <= 2 else min(4, cores // 2)
+
+    def avloc_eval(device: str, batch_size: int):
+        cfg = EvalConfig(benchmark="vggss", data_root=root, checkpoint=checkpoint, batch_size=batch_size,
+                         workers=workers, device=device, progress=False, write_reports=False)
+        return lambda: run_evaluation(cfg, log=lambda m: None)["rows"][0]
+
+    variants = {"reference loop (batch 1)": _Measure(lambda: reference_loop(root, checkpoint), n),
+                "avloc evaluate (batch 32)": _Measure(avloc_eval("cpu", 32), n)}
+    cuda = torch.cuda.is_available()
+    if cuda:
+        variants["avloc evaluate cuda (batch 128)"] = _Measure(avloc_eval("cuda", 128), n)
+    size = f"{n} items"
+    ctx.log(f"[bench] evaluate {size}: {', '.join(variants)}; {rounds} round(s), {warmup} warm-up")
+    results = interleave(variants, rounds=rounds, warmup=warmup,
+                         on_round=lambda r, total: ctx.log(f"[bench]   round {r}/{total}"))
+    records: list[Record] = []
+    for name, values in results.items():
+        last = variants[name].last
+        records.append(summarize(SCENARIO, size, name, values, unit="samples/s", higher_is_better=True,
+                                 baseline=name.startswith("reference"), ap50=last.get("ciou"), auc=last.get("auc"),
+                                 workers=0 if name.startswith("reference") else workers, threads=torch.get_num_threads(),
+                                 unique_items=min(n, UNIQUE)))
+    if not cuda:
+        records.append(skipped(SCENARIO, "avloc evaluate cuda (batch 128)", size, "skipped: no CUDA",
+                               unit="samples/s", higher_is_better=True))
+    return records
+
+
+def write_markdown(md: Path, jsonl: Path) -> None:
+    """The markdown summary: every run recorded in the JSONL, newest first, one table each."""
+    from avloc.bench.core import Record, table
+
+    runs: dict = {}
+    for line in jsonl.read_text().splitlines():
+        row = json.loads(line)
+        machine = row.pop("machine")
+        runs.setdefault(machine["time"], (machine, []))[1].append(Record(**row))
+    parts = ["# Evaluation throughput\n",
+             "Whole VGG-SS-layout evaluations (frames 320x240 jpg, 10 s wavs, untrained FNACModel dim 512, bicubic "
+             "protocol); samples/s per complete run, model load included. The baseline is the published "
+             "per-sample test loop. Shared, noisy machines: compare ratios within one run only. Produced by "
+             "`python -m avloc.bench.evaluate` (`--items N`, `--full` = 5,158 items).\n"]
+    for when, (machine, records) in sorted(runs.items(), reverse=True):
+        parts.append(f"## {when}\n\nmachine: {machine['cpu']}, {machine['cores_usable']} usable cores, "
+                     f"GPU: {machine['gpu'] or 'none'}; commit {machine['commit']}; torch {machine['versions']['torch']}"
+                     f"\n\n{table(records)}\n")
+    tmp = md.with_name(md.name + ".tmp")
+    tmp.write_text("\n".join(parts))
+    os.replace(tmp, md)
+
+
+def main(argv=None) -> None:
+    import argparse
+    import tempfile
+
+    from avloc.bench.core import append_jsonl, fill_ratios, machine_info, table
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--name", default=None, help="results file stem (default evaluate-cpu / evaluate-gpu)")
+    parser.add_argument("--full", action="store_true", help=f"{VGGSS_SIZE} items (default: quick, 16)")
+    parser.add_argument("--items", type=int, default=None, help="any other number of items (one round, no warm-up "
+                                                                    "above 64)")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="avloc-bench-evaluate-"))
+    try:
+        records = fill_ratios(run(BenchContext(quick=not args.full, workdir=workdir), n=args.items))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    machine = machine_info()
+    stem = args.name or ("evaluate-gpu" if machine["gpu"] else "evaluate-cpu")
+    append_jsonl(records, args.out / f"{stem}.jsonl", machine)
+    text = table(records)
+    write_markdown(args.out / f"{stem}.md", args.out / f"{stem}.jsonl")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

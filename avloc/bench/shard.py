@@ -1,0 +1,134 @@
+"""Shard throughput: `avloc shard` vs the public recipe, clips/s on the same cores, interleaved.
+
+Baseline (what the public FNAC/EZ-VSL data preparation does): two ffmpeg calls per clip,
+``ffmpeg -ss 5 -i clip -frames:v 1 frames/<id>.jpg`` and ``ffmpeg -i clip -vn -ac 1 -ar 16000
+audio/<id>.wav``, run over the same number of parallel workers as avloc. It produces a
+full-size jpg and a 10 s wav per clip, and nothing else.
+
+avloc shard (both decoders) produces strictly more: the resized centre frame, the FNAC
+spectrogram of the central 3 s, per-sample json, tar shards, DALI index, per-shard parquet,
+manifest and dataset.json. Each measurement is a complete run (planning, worker start-up,
+writing) into an empty folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from avloc.bench.core import BenchContext, interleave, summarize
+
+SCENARIO = "shard"
+BASELINE_OUTPUTS = "frames/<id>.jpg (full size) + audio/<id>.wav (whole track)"
+AVLOC_OUTPUTS = ("tar shards (jpg short side 256 + spec.f16 257x200 + json) + DALI .idx + per-shard parquet + "
+                 "_stats.json + manifest.parquet + dataset.json")
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and of every finished child (ffmpeg, pool workers)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _clip_paths(clips_dir: Path) -> list:
+    from avloc.tools.discover import find_clips
+
+    return [c.path for c in find_clips(clips_dir).clips]
+
+
+def baseline_recipe(clips: list, out: Path, workers: int, frame_time: float = 5.0) -> None:
+    """Two ffmpeg processes per clip, ``workers`` clips at a time."""
+    from avloc.ffmpeg_bin import ffmpeg_exe
+
+    exe = ffmpeg_exe()
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+
+    def one(path: Path) -> None:
+        stem = path.stem
+        subprocess.run([exe, "-loglevel", "error", "-nostdin", "-y", "-ss", f"{frame_time:g}", "-i", str(path),
+                        "-frames:v", "1", "-q:v", "2", str(out / "frames" / f"{stem}.jpg")], check=True)
+        subprocess.run([exe, "-loglevel", "error", "-nostdin", "-y", "-i", str(path), "-vn", "-ac", "1", "-ar", "16000",
+                        str(out / "audio" / f"{stem}.wav")], check=True)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, clips))
+
+
+def _avloc_run(clips_dir: Path, out: Path, workers: int, decoder: str, n: int) -> None:
+    from avloc.tools.shard import ShardConfig, run_shard
+
+    per_shard = max(1, math.ceil(n / (2 * workers)))  # two shards per worker: balanced load
+    report = run_shard(ShardConfig(clips=clips_dir, out=out, workers=workers, decoder=decoder,
+                                   samples_per_shard=per_shard, overwrite=True, progress=False, log=lambda m: None))
+    if report["ok"] != n:
+        raise RuntimeError(f"avloc shard built {report['ok']} of {n} clips: {report['failed_by_reason']}")
+
+
+def run(ctx: BenchContext) -> list:
+    if ctx.data is not None:
+        clips_dir = Path(ctx.data)
+        size_note = f"user clips {clips_dir}"
+    else:
+        n_synth = 12 if ctx.quick else 40
+        synth = ctx.synthetic_clips(n_synth, duration=10.0, width=320, height=240)
+        clips_dir = Path(synth.clips_dir)
+        size_note = "synthetic 10 s 320x240 H.264/AAC"
+    clips = _clip_paths(clips_dir)
+    n = len(clips)
+    if n == 0:
+        raise RuntimeError(f"no clips found under {clips_dir}")
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    work = ctx.workdir / "bench-shard"
+    size = f"{n} clips, {workers} workers"
+
+    cpu_rates: dict = {}
+
+    def measure(fn, name):
+        def call():
+            out = work / name.split(":")[0].replace(" ", "-")
+            shutil.rmtree(out, ignore_errors=True)
+            cpu0 = _cpu_seconds()
+            t0 = time.perf_counter()
+            fn(out)
+            wall = time.perf_counter() - t0
+            cpu_rates.setdefault(name, []).append(n / max(_cpu_seconds() - cpu0, 1e-9))
+            return n / wall
+        return call
+
+    variants = {
+        name: measure(fn, name) for name, fn in (
+            ("baseline: 2 ffmpeg calls/clip (jpg + wav)", lambda o: baseline_recipe(clips, o, workers)),
+            ("avloc shard --decoder ffmpeg", lambda o: _avloc_run(clips_dir, o, workers, "ffmpeg", n)),
+            ("avloc shard --decoder pyav", lambda o: _avloc_run(clips_dir, o, workers, "pyav", n)),
+        )
+    }
+    rounds = 2 if ctx.quick else 5
+    ctx.log(f"[bench] shard: {n} clips ({size_note}), {workers} workers, {rounds} interleaved rounds")
+    warmup = 1
+    results = interleave(variants, rounds=rounds, warmup=warmup,
+                         on_round=lambda r, total: ctx.log(f"[bench] shard round {r}/{total}"))
+    records = []
+    for name, values in results.items():
+        is_base = name.startswith("baseline")
+        outputs = BASELINE_OUTPUTS if is_base else AVLOC_OUTPUTS
+        records.append(summarize(SCENARIO, size, name, values, unit="clips/s", higher_is_better=True, baseline=is_base,
+                                 clips=size_note, workers=workers, outputs=outputs, raw=values))
+    # the same runs seen as CPU cost (all processes, children included): on a machine shared with
+    # other jobs, wall time depends on their load, CPU seconds much less
+    cpu_size = f"{n} clips, {workers} workers, CPU time"
+    for name in results:
+        is_base = name.startswith("baseline")
+        values = cpu_rates[name][warmup:]
+        records.append(summarize(SCENARIO, cpu_size, name, values, unit="clips/CPU-s", higher_is_better=True,
+                                 baseline=is_base, clips=size_note, workers=workers, raw=values))
+    shutil.rmtree(work, ignore_errors=True)
+    return records

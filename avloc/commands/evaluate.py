@@ -1,0 +1,60 @@
+"""`avloc evaluate`: score a checkpoint on a benchmark read from its raw layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+BENCHMARK_CHOICES = ["avsbench", "avsbench-ms3", "vggss", "vggss-heard", "vggss-unheard", "flickr"]
+
+
+@click.command("evaluate")
+@click.option("--benchmark", type=click.Choice(BENCHMARK_CHOICES), required=True,
+              help="avsbench = AVSBench S4 test; avsbench-ms3 = MS3 test.")
+@click.option("--data-root", type=click.Path(path_type=Path), required=True,
+              help="The benchmark's folder in its released layout.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True,
+              help="An avloc checkpoint or a released FNAC / EZ-VSL one.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: eval-<benchmark>).")
+@click.option("--upsample", type=click.Choice(["bicubic", "bilinear"]), default="bicubic", show_default=True,
+              help="Heat map upsampling: bicubic (align_corners=False) or the reference test script's bilinear "
+                   "(align_corners=True).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Items loaded per step (scores do not depend on it).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True, help="Loading processes.")
+@click.option("--ogl", is_flag=True, help="Add the object-guided (OGL, alpha 0.4) row; needs ImageNet ResNet-18 weights.")
+@click.option("--ogl-weights", type=click.Path(path_type=Path), default=None,
+              help="Local torchvision resnet18 state dict for --ogl (default: torchvision's cache).")
+@click.option("--overlays", type=click.IntRange(min=0), default=6, show_default=True,
+              help="Heat-map overlay PNGs to write (best, worst, random).")
+@click.option("--whole-clip-audio", is_flag=True,
+              help="AVSBench: pair every frame with the whole clip's audio instead of a 3 s window around it.")
+@click.option("--annotations", type=click.Path(path_type=Path), default=None,
+              help="VGG-SS: vggss.json path if not in the data root.")
+@click.option("--test-list", type=click.Path(path_type=Path), default=None,
+              help="The official id list if not in the data root (vggss_test.csv, flickr_test.csv, ...).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N items found.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--compute-chunk", type=click.IntRange(min=1), default=16, hidden=True,
+              help="Samples per network call (padded); keep the default for comparable runs.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def command(benchmark, data_root, checkpoint, out, upsample, batch_size, workers, ogl, ogl_weights, overlays,
+            whole_clip_audio, annotations, test_list, limit, device, compute_chunk, no_progress):
+    """Score a checkpoint with the exact published protocol, beside trivial baselines on the same items."""
+    from avloc.evaluation.report import format_counts, format_table
+    from avloc.evaluation.runner import EvalConfig, run_evaluation
+
+    cfg = EvalConfig(benchmark=benchmark, data_root=data_root, checkpoint=checkpoint,
+                     out=out or Path(f"eval-{benchmark}"), upsample=upsample, batch_size=batch_size, workers=workers,
+                     device=device, ogl=ogl, ogl_weights=ogl_weights, overlays=overlays,
+                     whole_clip_audio=whole_clip_audio, annotations=annotations, test_list=test_list, limit=limit,
+                     compute_chunk=compute_chunk, progress=not no_progress)
+    results = run_evaluation(cfg, log=lambda m: click.echo(m, err=True))
+    click.echo(format_counts(results))
+    click.echo("")
+    click.echo(format_table(results))
+    rate = results["samples_per_s"]
+    click.echo(f"\n{results['counts']['scored']} items in {results['seconds']:.1f} s"
+               + (f" ({rate:.1f} items/s)" if rate else "") + f" on {results['device']}; results in {cfg.out}")

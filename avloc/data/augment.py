@@ -1,0 +1,123 @@
+"""The FNAC augmentation recipe (fnac.md 1.2), defined once for every loader.
+
+The constants below are what the DALI graph (pipelines/graph.py) is built from; the functions
+are the PIL/torch implementation used by the torch shard loader and the folder loader.
+Random parameters are drawn from a numpy Generator seeded by (seed, epoch, rank, batch index;
+the folder loader: position in the epoch),
+so a batch's augmentation does not depend on which DataLoader worker built it.
+
+SpecAugment positions: the reference implementation draws the frequency-mask start from the
+time-axis length and the time-mask start from the frequency-axis length (the axes swapped).
+Here the frequency mask start is drawn in [0, 257 - width] on the frequency axis and the time
+mask start in [0, T - width] on the time axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from PIL import Image
+
+from avloc import schema
+
+IMAGE_SIZE = 224
+RESIZE_SHORTER = int(IMAGE_SIZE * 1.1)  # 246
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MASK_MAX_WIDTH = 9  # mask widths are uniform integers in [0, MASK_MAX_WIDTH]
+SHUFFLE_BUFFER = 1024
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+
+def resize_shorter_size(image_size: int = IMAGE_SIZE) -> int:
+    return int(image_size * 1.1)
+
+
+@dataclasses.dataclass
+class SampleAugment:
+    """Random choices for one training sample; crop positions are fractions in [0, 1]."""
+
+    crop_x: float
+    crop_y: float
+    flip: bool
+    freq_width: int
+    freq_start: float  # fraction of the valid start range [0, bins - width]
+    time_width: int
+    time_start: float
+
+
+def draw_augment(rng: np.random.Generator) -> SampleAugment:
+    return SampleAugment(crop_x=float(rng.random()), crop_y=float(rng.random()), flip=bool(rng.random() < 0.5),
+                         freq_width=int(rng.integers(0, MASK_MAX_WIDTH + 1)), freq_start=float(rng.random()),
+                         time_width=int(rng.integers(0, MASK_MAX_WIDTH + 1)), time_start=float(rng.random()))
+
+
+def batch_rng(seed: int, epoch: int, rank: int, batch_index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, rank, batch_index])
+
+
+_SCALE = (1.0 / (255.0 * torch.tensor(IMAGENET_STD))).view(3, 1, 1)
+_OFFSET = (-torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(3, 1, 1)
+
+
+def _to_normalised_tensor(img: Image.Image) -> torch.Tensor:
+    """HWC uint8 RGB -> CHW float32, (x / 255 - mean) / std computed as x * scale + offset."""
+    hwc = torch.from_numpy(np.array(img, dtype=np.uint8))
+    return torch.addcmul(_OFFSET, hwc.permute(2, 0, 1).float(), _SCALE).contiguous()
+
+
+def train_crop_box(width: int, height: int, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> tuple:
+    """The random crop as a box in source pixels (floats).
+
+    Resizing the shorter side to int(1.1 * size) and cropping size x size at an integer offset is
+    the same map as resizing just this source box to size x size: output pixel i samples source
+    position (left + i + 0.5) * width / new_width either way. Resizing the box alone skips the
+    pixels the crop would throw away.
+    """
+    short = resize_shorter_size(image_size)
+    if width <= height:
+        new_w, new_h = short, int(round(height * short / width))
+    else:
+        new_w, new_h = int(round(width * short / height)), short
+    left = int(round(aug.crop_x * (new_w - image_size)))
+    top = int(round(aug.crop_y * (new_h - image_size)))
+    sx, sy = width / new_w, height / new_h
+    return (left * sx, top * sy, (left + image_size) * sx, (top + image_size) * sy)
+
+
+def train_image(img: Image.Image, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> torch.Tensor:
+    """Shorter side -> int(1.1 * size) bicubic, random size x size crop, random flip, normalise -> [3,S,S]."""
+    img = img.convert("RGB")
+    box = train_crop_box(img.width, img.height, aug, image_size)
+    img = img.resize((image_size, image_size), Image.BICUBIC, box=box)
+    if aug.flip:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return _to_normalised_tensor(img)
+
+
+def eval_image(img: Image.Image, image_size: int = IMAGE_SIZE) -> torch.Tensor:
+    """Resize to exactly size x size (bicubic, aspect not kept), normalise -> [3,S,S]."""
+    return _to_normalised_tensor(img.convert("RGB").resize((image_size, image_size), Image.BICUBIC))
+
+
+def mask_spans(aug: SampleAugment, bins: int, frames: int) -> tuple:
+    """((f0, f1), (t0, t1)): the zeroed frequency rows and time columns, half-open."""
+    f0 = int(aug.freq_start * (bins - aug.freq_width + 1)) if aug.freq_width else 0
+    t0 = int(aug.time_start * (frames - aug.time_width + 1)) if aug.time_width else 0
+    f0 = min(f0, bins - aug.freq_width)
+    t0 = min(t0, frames - aug.time_width)
+    return (f0, f0 + aug.freq_width), (t0, t0 + aug.time_width)
+
+
+def spec_tensor(log_spec: np.ndarray, aug: SampleAugment = None) -> torch.Tensor:
+    """[257, T] log-spectrogram (any float dtype) -> [1, 257, T] float32 / 12, masked when ``aug`` is given."""
+    spec = torch.from_numpy(np.asarray(log_spec, dtype=np.float32).copy()).unsqueeze(0)
+    if aug is not None:
+        (f0, f1), (t0, t1) = mask_spans(aug, spec.shape[1], spec.shape[2])
+        spec[:, f0:f1, :] = 0.0
+        spec[:, :, t0:t1] = 0.0
+    return spec.div_(schema.SPEC_SCALE)

@@ -1,0 +1,250 @@
+"""The shard loader for machines without DALI: webdataset tar reading, PIL/torch decoding and
+augmentation in DataLoader worker processes.
+
+Per rank the read plan is the one of avloc.data.shards (same shards, same contiguous sample
+range as DALI). Inside a rank the sample order (buffered shuffle in train mode) is computed from
+the index, then cut into batches; worker w of W builds batches w, w+W, w+2W, ... Each worker
+streams the rank's tars with webdataset's tar iterator, keeps the raw members of the samples
+of its own batches and decodes only those. The DataLoader takes batches from workers in turn,
+so the batch order is the same for any number of workers, and a resumed run can start at any
+batch without decoding the ones before it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from avloc import schema
+from avloc.data import augment
+from avloc.data.batch import make_batch, parse_meta, to_device
+from avloc.data.shards import ShardSet, buffered_shuffle, plan_epoch, rank_samples
+from avloc.errors import InputError
+
+log = logging.getLogger("avloc.data")
+
+
+def decode_sample(members: dict, aug, image_size: int):
+    """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(members[schema.EXT_FRAME]))
+    img.load()
+    image = augment.train_image(img, aug, image_size) if aug is not None else augment.eval_image(img, image_size)
+    spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug)
+    label, bbox = parse_meta(members[schema.EXT_META])
+    return image, spec, label, bbox
+
+
+def _set_worker_threads(_worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+class EpochBatches(IterableDataset):
+    """One rank's epoch as batches (picklable: plain lists and numbers only)."""
+
+    def __init__(self, *, tars: list, stream: list, order: list, member_counts: list, batch_size: int, num_batches: int,
+                 start_batch: int, train: bool, seed: int, epoch: int, rank: int, image_size: int,
+                 bad_sample: str):
+        self.tars = tars  # shard index -> tar path (str)
+        self.stream = stream  # read order: [(shard index, key)]
+        self.order = order  # stream positions in yield order
+        self.member_counts = member_counts  # stream position -> members the sample has in the tar
+        self.batch_size = batch_size
+        self.num_batches = num_batches
+        self.start_batch = start_batch
+        self.train = train
+        self.seed, self.epoch, self.rank = seed, epoch, rank
+        self.image_size = image_size
+        self.bad_sample = bad_sample
+
+    def _owned_batches(self) -> list:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        return [b for b in range(self.start_batch, self.num_batches) if (b - self.start_batch) % workers == worker]
+
+    @staticmethod
+    def _tar_samples(tar: str, members_of: dict):
+        """(key, {ext: bytes}) for the keys of ``members_of`` (key -> member count) in one tar, in stored
+        order, read with webdataset's tar reader. A sample is handed out as soon as its last member is
+        read, so nothing past the last wanted sample is needed."""
+        import webdataset.tariterators as wds_tar
+
+        current, current_key = {}, None
+        with open(tar, "rb") as fh:
+            for item in wds_tar.tar_file_iterator(fh, select_files=lambda n: n.split(".", 1)[0] in members_of):
+                key, _, ext = item["fname"].rpartition("/")[2].partition(".")
+                if key != current_key:
+                    current, current_key = {}, key
+                current[ext] = item["data"]
+                if len(current) == members_of[key]:
+                    yield key, current
+                    current, current_key = {}, None
+
+    def __iter__(self):
+        batches = self._owned_batches()
+        if not batches:
+            return
+        slot_of = {}  # stream position -> (batch, slot)
+        for b in batches:
+            for slot, pos in enumerate(self.order[b * self.batch_size:(b + 1) * self.batch_size]):
+                slot_of[pos] = (b, slot)
+        by_shard = {}  # shard index -> {key: stream position}
+        for pos in slot_of:
+            si, key = self.stream[pos]
+            by_shard.setdefault(si, {})[key] = pos
+        shard_sequence = list(dict.fromkeys(si for si, _ in self.stream if si in by_shard))
+        sizes = {b: len(self.order[b * self.batch_size:(b + 1) * self.batch_size]) for b in batches}
+        raw = {}  # batch -> {slot: members, or an error string}
+        next_i = 0
+
+        def place(key: str, value, wanted: dict) -> None:
+            b, slot = slot_of[wanted.pop(key)]
+            raw.setdefault(b, {})[slot] = value
+
+        for si in shard_sequence:
+            wanted, tar = by_shard[si], self.tars[si]
+            try:
+                for key, members in self._tar_samples(tar, {k: self.member_counts[wanted[k]] for k in wanted}):
+                    if key not in wanted:
+                        continue
+                    place(key, members, wanted)
+                    # hand out every batch that is now complete, in order
+                    while next_i < len(batches) and len(raw.get(batches[next_i], {})) == sizes[batches[next_i]]:
+                        yield self._build(batches[next_i], raw.pop(batches[next_i]))
+                        next_i += 1
+                    if not wanted:
+                        break
+                reason = "not found in the tar"
+            except Exception as exc:  # tarfile errors on a corrupt or truncated tar
+                reason = f"the tar cannot be read past some point: {type(exc).__name__}: {exc}"
+            for key in list(wanted):
+                place(key, f"bad sample {key!r} in shard {tar}: {reason}", wanted)
+            while next_i < len(batches) and len(raw.get(batches[next_i], {})) == sizes[batches[next_i]]:
+                yield self._build(batches[next_i], raw.pop(batches[next_i]))
+                next_i += 1
+
+    def _build(self, b: int, slots: dict) -> dict:
+        rng = augment.batch_rng(self.seed, self.epoch, self.rank, b) if self.train else None
+        images, specs, keys, labels, bboxes, skipped = [], [], [], [], [], 0
+        for slot in range(len(slots)):
+            aug = augment.draw_augment(rng) if rng is not None else None
+            members = slots[slot]
+            si, key = self.stream[self.order[b * self.batch_size + slot]]
+            if isinstance(members, str):
+                error = members
+            else:
+                try:
+                    image, spec, label, bbox = decode_sample(members, aug, self.image_size)
+                    error = None
+                except Exception as exc:  # PIL, json and shape errors all mean: this sample is bad
+                    error = f"bad sample {key!r} in shard {self.tars[si]}: {type(exc).__name__}: {exc}"
+            if error is not None:
+                if self.bad_sample == "error":
+                    return {"_error": error.replace("\n", " ")}
+                skipped += 1
+                continue
+            images.append(image)
+            specs.append(spec)
+            keys.append(key)
+            labels.append(label)
+            bboxes.append(bbox)
+        batch = make_batch(images, specs, keys, labels, bboxes)
+        batch["_skipped"] = skipped
+        batch["_index"] = b
+        return batch
+
+
+class TorchShardLoader:
+    backend = "torch"
+
+    def __init__(self, shards: ShardSet, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
+                 world_size: int = 1, seed: int = 12345, image_size: int = 224, num_workers: int = 2,
+                 drop_last: bool = True, shuffle_buffer: int = augment.SHUFFLE_BUFFER):
+        self.shards = shards
+        self.mode = mode
+        self.train = mode == "train"
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        self.seed = seed
+        self.image_size = image_size
+        self.num_workers = num_workers
+        self.drop_last = drop_last
+        self.shuffle_buffer = shuffle_buffer
+        self.epoch = 0
+        self.batches_done = 0
+        self._resume_from = 0
+        self.skipped_this_epoch = 0
+        self._skipped_runtime = 0
+
+    @property
+    def num_samples(self) -> int:
+        return self.shards.num_samples
+
+    @property
+    def skipped(self) -> int:
+        return self.shards.skipped_at_open + self._skipped_runtime
+
+    def _plan(self):
+        return plan_epoch(self.shards, epoch=self.epoch, seed=self.seed, rank=self.rank, world_size=self.world_size,
+                          batch_size=self.batch_size, shuffle=self.train, drop_last=self.drop_last)
+
+    def __len__(self) -> int:
+        return self._plan().num_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.batches_done = 0
+        self._resume_from = 0
+
+    def state_dict(self) -> dict:
+        return {"backend": self.backend, "epoch": self.epoch, "batches_done": self.batches_done, "seed": self.seed,
+                "rank": self.rank, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.batches_done = self._resume_from = int(state["batches_done"])
+
+    def epoch_dataset(self, start_batch: int) -> EpochBatches:
+        plan = self._plan()
+        picked = rank_samples(self.shards, plan)
+        stream = [(si, s.key) for si, _, s in picked]
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, self.rank, 7])
+            order = buffered_shuffle(len(stream), self.shuffle_buffer, rng)
+        else:
+            order = list(range(len(stream)))
+        return EpochBatches(tars=[str(s.tar) for s in self.shards.shards], stream=stream, order=order,
+                            member_counts=[len(s.members) for _, _, s in picked],
+                            batch_size=self.batch_size, num_batches=plan.num_batches, start_batch=start_batch,
+                            train=self.train, seed=self.seed, epoch=self.epoch, rank=self.rank,
+                            image_size=self.image_size, bad_sample=self.shards.bad_sample)
+
+    def __iter__(self):
+        start = self._resume_from
+        self._resume_from = 0
+        dataset = self.epoch_dataset(start)
+        workers = max(0, min(self.num_workers, dataset.num_batches - start))
+        loader = DataLoader(dataset, batch_size=None, num_workers=workers,
+                            worker_init_fn=_set_worker_threads if workers else None,
+                            pin_memory=self.device.type == "cuda", persistent_workers=False,
+                            prefetch_factor=2 if workers else None)
+        self.batches_done = start
+        if start == 0:
+            self.skipped_this_epoch = 0
+        for batch in loader:
+            if "_error" in batch:
+                raise InputError(batch["_error"])
+            skipped = batch.pop("_skipped")
+            batch.pop("_index")
+            self.skipped_this_epoch += skipped
+            self._skipped_runtime += skipped
+            self.batches_done += 1
+            yield to_device(batch, self.device)
+        if self.skipped_this_epoch:
+            log.warning("epoch %d: skipped %d bad sample(s) on rank %d", self.epoch, self.skipped_this_epoch, self.rank)

@@ -1,0 +1,179 @@
+"""Localisation metrics with the exact published protocol (fnac.md section 5).
+
+Per sample: heat map -> upsample to 224 x 224 (bicubic, align_corners=False by default; the
+reference test script's bilinear, align_corners=True, on request) -> min-max to [0, 1] (left
+unchanged when max == min) -> threshold t = the value at index 25,088 of the 50,176 values
+sorted ascending -> P = map >= t -> cIoU = sum(P*G) / (sum(G) + sum(P*[G == 0])).
+Over a set: "ciou" = fraction of samples with cIoU >= 0.5 (an AP50, the number papers call
+cIoU), "auc" = trapezoid area under success(t) for t = 0.05 * i, i = 0..20, and "mean_ciou".
+
+Ground-truth maps: VGG-SS boxes (fractions), Flickr-SoundNet boxes (pixels of a 256 x 256
+canvas, soft consensus of up to 3 annotators), AVSBench masks (> 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MAP_SIZE = 224
+N_PIXELS = MAP_SIZE * MAP_SIZE  # 50,176
+MEDIAN_INDEX = N_PIXELS // 2  # 25,088: the reference's sort(...)[int(h * w / 2)]
+UPSAMPLE_MODES = ("bicubic", "bilinear")
+AP_THRESHOLD = 0.5
+AUC_THRESHOLDS = tuple(0.05 * i for i in range(21))  # computed as the reference does (0.05 * i)
+FLICKR_CANVAS = 256
+
+PROTOCOL = {
+    "map_size": MAP_SIZE,
+    "upsample": {"bicubic": "bicubic, align_corners=False", "bilinear": "bilinear, align_corners=True"},
+    "normalise": "min-max per sample to [0, 1], unchanged when max == min",
+    "threshold": f"median: sorted ascending, value at index {MEDIAN_INDEX} of {N_PIXELS}; P = map >= t",
+    "per_sample": "cIoU = sum(P*G) / (sum(G) + sum(P*[G==0]))",
+    "ciou": "fraction of samples with cIoU >= 0.5 (AP50, the number papers call cIoU)",
+    "auc": "trapezoid area under success(t) = fraction with cIoU >= t, t = 0.05*i, i = 0..20",
+    "mean_ciou": "mean per-sample cIoU",
+}
+
+
+def _as_float_tensor(maps) -> torch.Tensor:
+    t = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps))
+    return t.detach().to(torch.float32)
+
+
+def upsample_maps(heatmaps, upsample: str = "bicubic", size: int = MAP_SIZE) -> torch.Tensor:
+    """[N, h, w] raw maps -> [N, size, size] float32 on the same device."""
+    if upsample not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+    maps = _as_float_tensor(heatmaps)
+    if maps.ndim != 3:
+        raise ValueError(f"heat maps must be [N, h, w], got shape {tuple(maps.shape)}")
+    align = upsample == "bilinear"  # bicubic as in validation (False), bilinear as in the test script (True)
+    return F.interpolate(maps.unsqueeze(1), size=(size, size), mode=upsample, align_corners=align).squeeze(1)
+
+
+def minmax_normalise(maps: torch.Tensor) -> torch.Tensor:
+    """Per-sample (x - min) / (max - min); samples with max == min are returned unchanged."""
+    flat = maps.reshape(maps.shape[0], -1)
+    lo = flat.min(dim=1).values.view(-1, *([1] * (maps.ndim - 1)))
+    hi = flat.max(dim=1).values.view(-1, *([1] * (maps.ndim - 1)))
+    span = hi - lo
+    flat_ok = span != 0
+    return torch.where(flat_ok, (maps - lo) / torch.where(flat_ok, span, torch.ones_like(span)), maps)
+
+
+def median_thresholds(maps: torch.Tensor) -> torch.Tensor:
+    """[N] the value at index N_PIXELS // 2 of each map's values sorted ascending."""
+    flat = maps.reshape(maps.shape[0], -1)
+    return flat.sort(dim=1).values[:, flat.shape[1] // 2]
+
+
+def threshold_masks(maps: torch.Tensor) -> torch.Tensor:
+    """Normalised [N, 224, 224] maps -> boolean predicted masks P = map >= its median threshold."""
+    return maps >= median_thresholds(maps).view(-1, 1, 1)
+
+
+def prediction_masks(heatmaps, upsample: str = "bicubic") -> tuple:
+    """Raw maps -> (normalised 224 x 224 maps, boolean predicted masks P)."""
+    maps = minmax_normalise(upsample_maps(heatmaps, upsample))
+    return maps, threshold_masks(maps)
+
+
+def ciou_from_masks(pred: torch.Tensor, gt: torch.Tensor) -> np.ndarray:
+    """Per-sample cIoU of boolean P [N,224,224] against G [N,224,224] in [0, 1] (float64 sums)."""
+    p = pred.to(torch.float64)
+    g = gt.to(device=pred.device, dtype=torch.float64)
+    inter = (p * g).sum(dim=(1, 2))
+    false_pos = (p * (g == 0)).sum(dim=(1, 2))
+    denom = g.sum(dim=(1, 2)) + false_pos
+    return (inter / denom).cpu().numpy()
+
+
+def summarise_cious(per_sample) -> dict:
+    """AP50 ("ciou"), AUC over 21 thresholds and the mean, from per-sample cIoUs."""
+    cious = np.asarray(per_sample, dtype=np.float64)
+    n = len(cious)
+    if n == 0:
+        return {"ciou": math.nan, "auc": math.nan, "mean_ciou": math.nan, "n": 0}
+    success = [float(np.sum(cious >= t)) / n for t in AUC_THRESHOLDS]
+    auc = np.trapezoid(np.asarray(success), np.asarray(AUC_THRESHOLDS))  # what sklearn.metrics.auc computes
+    return {"ciou": float(np.sum(cious >= AP_THRESHOLD)) / n, "auc": float(auc), "mean_ciou": float(np.mean(cious)),
+            "n": n}
+
+
+def per_sample_cious(heatmaps, gt_maps, upsample: str = "bicubic") -> np.ndarray:
+    _, pred = prediction_masks(heatmaps, upsample)
+    gt = _as_float_tensor(gt_maps)
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground-truth maps must be [N, {MAP_SIZE}, {MAP_SIZE}] matching the heat maps, "
+                         f"got {tuple(gt.shape)} for {pred.shape[0]} heat maps")
+    return ciou_from_masks(pred, gt)
+
+
+def localization_scores(heatmaps, gt_maps, upsample: str = "bicubic") -> dict:
+    """heatmaps [N, h, w] (raw), gt_maps [N, 224, 224] in [0, 1] -> {"ciou", "auc", "mean_ciou", "per_sample"}."""
+    cious = per_sample_cious(heatmaps, gt_maps, upsample)
+    scores = summarise_cious(cious)
+    scores.pop("n")
+    scores["per_sample"] = cious
+    return scores
+
+
+# ---------------------------------------------------------------- ground-truth maps
+
+def gt_map_from_boxes(boxes, size: int = MAP_SIZE) -> np.ndarray:
+    """VGG-SS boxes [[x1, y1, x2, y2], ...] as fractions -> binary union map [size, size] float32.
+
+    Each coordinate is clipped to [0, 1], scaled by ``size`` and truncated to int; a box fills
+    rows y1:y2 and columns x1:x2 (empty when x2 <= x1 or y2 <= y1, as the formula gives).
+    """
+    gt = np.zeros((size, size), dtype=np.float32)
+    for box in boxes:
+        x1, y1, x2, y2 = (int(min(max(float(v), 0.0), 1.0) * size) for v in box)
+        gt[y1:y2, x1:x2] = 1.0
+    return gt
+
+
+def flickr_box_to_map_coords(box, size: int = MAP_SIZE, canvas: int = FLICKR_CANVAS) -> tuple:
+    return tuple(int(size * int(v) / canvas) for v in box)
+
+
+def gt_map_from_flickr_boxes(boxes, size: int = MAP_SIZE, canvas: int = FLICKR_CANVAS) -> np.ndarray:
+    """Flickr boxes (xmin, ymin, xmax, ymax) in pixels of a 256 x 256 canvas, one per annotator box ->
+    soft consensus map: sum of box indicators / 2, clipped at 1."""
+    gt = np.zeros((size, size), dtype=np.float32)
+    for box in boxes:
+        x1, y1, x2, y2 = flickr_box_to_map_coords(box, size, canvas)
+        gt[y1:y2, x1:x2] += 1.0
+    gt /= 2.0
+    np.minimum(gt, 1.0, out=gt)
+    return gt
+
+
+def gt_map_from_mask(mask) -> np.ndarray:
+    """AVSBench mask (any integer/bool array, palette indices included) -> binary float32 map (> 0)."""
+    return (np.asarray(mask) > 0).astype(np.float32)
+
+
+def box_defects(box) -> list:
+    """Names of the defects of one VGG-SS box (empty list when it is well-formed)."""
+    vals = [float(v) for v in box]
+    defects = []
+    if len(vals) != 4:
+        return ["not_4_values"]
+    if any(not math.isfinite(v) or abs(v) > 1e6 for v in vals):
+        defects.append("placeholder")
+    if vals[2] < vals[0]:
+        defects.append("x2_lt_x1")
+    elif vals[2] == vals[0]:
+        defects.append("x1_eq_x2")
+    if vals[3] < vals[1]:
+        defects.append("y2_lt_y1")
+    elif vals[3] == vals[1]:
+        defects.append("y1_eq_y2")
+    if not defects and any(v < 0 or v > 1 for v in vals):
+        defects.append("out_of_range")
+    return defects

@@ -1,0 +1,19 @@
+"""The DALI training pipeline: shards -> augmented frame, masked spectrogram, metadata bytes."""
+
+from __future__ import annotations
+
+from nvidia.dali import pipeline_def, types
+
+from avloc.data import augment
+from avloc.pipelines import graph
+
+
+@pipeline_def(enable_checkpointing=True)
+def train_pipeline(paths, index_paths, *, shard_id=0, num_shards=1, reader_seed=0, gpu=False,
+                   image_size=augment.IMAGE_SIZE, shuffle_buffer=augment.SHUFFLE_BUFFER, image_dtype=types.FLOAT):
+    jpg, spec, meta, source = graph.read_shards(paths, index_paths, shard_id=shard_id, num_shards=num_shards,
+                                                shuffle=True, seed=reader_seed, shuffle_buffer=shuffle_buffer)
+    image = graph.train_frame(jpg, graph.decode_frame(jpg, gpu=gpu), image_size=image_size, dtype=image_dtype)
+    spec = graph.spec_from_bytes(spec.gpu() if gpu else spec)
+    spec = graph.scale_spec(graph.spec_augment(spec))
+    return image, spec, graph.padded_bytes(meta), graph.padded_bytes(source)

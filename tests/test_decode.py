@@ -1,0 +1,125 @@
+"""Decode backends: ffmpeg (one process per clip) and PyAV (in-process) give the same frame,
+frame time and audio; rotation, resampling and the bad-file reasons."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from avloc import schema
+from avloc.tools import decode
+from avloc.tools.decode import DecodeFailure, FfmpegDecoder, PyAVDecoder, probe
+from test_shard_clips import make_clip
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("decode-clips")
+    return {
+        "plain": make_clip(root / "plain.mp4", duration=4.0),
+        "rotated": make_clip(root / "rotated.mp4", duration=4.0, rotation=90),
+        "rotated180": make_clip(root / "rotated180.mp4", duration=4.0, rotation=180),
+        "rotated270": make_clip(root / "rotated270.mp4", duration=4.0, rotation=270),
+        "stereo44k": make_clip(root / "stereo44k.mkv", duration=4.0, sample_rate=44100, channels=2),
+        "vfr": make_clip(root / "vfr.mp4", duration=4.0, vfr=True),
+        "webm_vp9_opus": make_clip(root / "webm.webm", duration=3.5, fps=30, sample_rate=48000,
+                                   video_codec="libvpx-vp9", audio_codec="libopus"),
+        "no_audio": make_clip(root / "no_audio.mp4", duration=2.0, audio=False),
+    }
+
+
+@pytest.mark.parametrize("name", ["plain", "rotated", "stereo44k", "vfr", "webm_vp9_opus"])
+def test_backends_agree(clips, name):
+    a = FfmpegDecoder().decode(clips[name])
+    b = PyAVDecoder().decode(clips[name])
+    assert a.frame.dtype == np.uint8 and a.frame.ndim == 3
+    np.testing.assert_array_equal(a.frame, b.frame)  # same h264 decode + swscale defaults: bit-identical
+    assert a.frame_time == pytest.approx(b.frame_time, abs=1e-4)
+    assert a.info.rotation == b.info.rotation
+    assert len(a.audio) == len(b.audio)
+    # 16 kHz mono sources decode identically; resampled ones within a few LSB
+    tol = 0 if name not in ("stereo44k", "webm_vp9_opus") else 64
+    assert np.abs(a.audio.astype(np.int32) - b.audio.astype(np.int32)).max() <= tol
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_decoder_threads_do_not_change_results(clips, threads):
+    ref = PyAVDecoder(threads=2).decode(clips["plain"])
+    for decoder in (PyAVDecoder(threads=threads), FfmpegDecoder(threads=threads)):
+        got = decoder.decode(clips["plain"])
+        np.testing.assert_array_equal(got.frame, ref.frame)
+        np.testing.assert_array_equal(got.audio, ref.audio)
+        assert got.frame_time == ref.frame_time
+
+
+def test_centre_frame_time_and_audio_length(clips):
+    d = FfmpegDecoder().decode(clips["plain"])
+    assert d.frame_time == pytest.approx(2.0)  # 4 s at 25 fps: frame 50
+    assert d.info.duration == pytest.approx(4.0)
+    assert len(d.audio) == 4 * schema.SAMPLE_RATE  # encoder padding trimmed
+    assert d.frame.shape == (120, 160, 3)
+
+
+def test_rotation_is_honoured(clips):
+    upright = PyAVDecoder().decode(clips["plain"])
+    for decoder in (FfmpegDecoder(), PyAVDecoder()):
+        rotated = decoder.decode(clips["rotated"])
+        assert rotated.info.rotation == 90
+        assert rotated.frame.shape == (160, 120, 3)
+        # display matrix 90 = a quarter turn counter-clockwise of the coded picture
+        np.testing.assert_array_equal(rotated.frame, np.rot90(upright.frame))
+        for turns, name in ((2, "rotated180"), (3, "rotated270")):
+            other = decoder.decode(clips[name])
+            assert other.info.rotation == 90 * turns
+            np.testing.assert_array_equal(other.frame, np.rot90(decoder.decode(clips["plain"]).frame, turns))
+
+
+def test_frame_nearest_the_centre(tmp_path):
+    # 10.04 s at 25 fps: the centre is 5.02 s, the nearest frame is frame 125 at 5.0 s (VGG-SS's frame)
+    clip = make_clip(tmp_path / "long.mp4", duration=10.04, size=(64, 48), audio_duration=10.04)
+    for decoder in (FfmpegDecoder(), PyAVDecoder()):
+        decoded = decoder.decode(clip)
+        assert decoded.info.duration == pytest.approx(10.04)
+        assert decoded.frame_time == pytest.approx(5.0)
+
+
+def test_variable_frame_rate_detected(clips):
+    assert probe(clips["vfr"]).variable_frame_rate
+    assert not probe(clips["plain"]).variable_frame_rate
+
+
+def test_one_ffmpeg_process_per_clip(clips, monkeypatch):
+    launches = []
+    real_run = subprocess.run
+
+    def counting_run(*args, **kwargs):
+        launches.append(args[0])
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(decode.subprocess, "run", counting_run)
+    FfmpegDecoder().decode(clips["plain"])
+    assert len(launches) == 1
+    cmd = launches[0]
+    assert sum(1 for x in cmd if x == "-i") == 2  # one process, the file opened twice (audio, seeked video)
+
+
+def test_bad_files_raise_reasons(tmp_path, clips):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x01not a video" * 100)
+    missing = tmp_path / "missing.mp4"
+    cases = {empty: "empty_file", garbage: "corrupt_file", missing: "unreadable_file", clips["no_audio"]: "no_audio_stream"}
+    for path, reason in cases.items():
+        with pytest.raises(DecodeFailure) as info:
+            probe(path)
+        assert info.value.reason == reason, (path, info.value)
+
+
+def test_target_size():
+    assert decode.target_size(320, 240, 256) == (341, 256)
+    assert decode.target_size(240, 320, 256) == (256, 341)
+    assert decode.target_size(16, 12, 256) == (341, 256)
+    assert decode.target_size(256, 256, 256) == (256, 256)

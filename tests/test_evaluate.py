@@ -1,0 +1,224 @@
+"""`avloc evaluate` end to end on synthetic copies of the real layouts, checkpoint import, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from click.testing import CliRunner
+
+from avloc import metrics
+from avloc.checkpoint import save_checkpoint
+from avloc.cli import cli
+from avloc.errors import InputError
+from avloc.evaluation.checkpoints import model_from_checkpoint
+from avloc.evaluation.runner import EvalConfig, run_evaluation
+from avloc.model import FNACModel
+
+torch.set_num_threads(2)
+TRUNK_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return FNACModel(dim=8).eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_model):
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, model_state=tiny_model.state_dict(), model_config=tiny_model.model_config())
+    return path
+
+
+@pytest.fixture(scope="module")
+def vggss_root(tmp_path_factory):
+    from avloc.tools.synth import write_benchmark
+
+    return write_benchmark(tmp_path_factory.mktemp("vggss") / "v", "vggss", 5, seed=11, frame_size=(64, 48))
+
+
+def _run(args):
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def to_reference_layout(model: FNACModel) -> dict:
+    """avloc's FNACModel state renamed into the released FNAC / EZ-VSL key layout."""
+    out = {}
+    for key, value in model.state_dict().items():
+        part, rest = key.split(".", 1)
+        kind, rest = rest.split(".", 1)
+        if kind == "trunk":
+            index, tail = rest.split(".", 1)
+            name = f"{'imgnet' if part == 'visual' else 'audnet'}.{TRUNK_NAMES[int(index)]}.{tail}"
+        else:
+            name = f"{'img_proj' if part == 'visual' else 'aud_proj'}.{rest}"
+        out[name] = value.clone()
+    return out
+
+
+# ------------------------------------------------------------------------- checkpoints
+
+@pytest.mark.parametrize("wrap", ["plain", "module", "model_key", "module_in_model_key"])
+def test_released_checkpoint_import(tmp_path, tiny_model, wrap):
+    state = to_reference_layout(tiny_model)
+    assert any(k.startswith("imgnet.layer4.") for k in state) and "aud_proj.weight" in state
+    if wrap in ("module", "module_in_model_key"):
+        state = {f"module.{k}": v for k, v in state.items()}
+    obj = {"model": state, "epoch": 3} if wrap in ("model_key", "module_in_model_key") else state
+    path = tmp_path / "released.pth"
+    torch.save(obj, path)
+    model, info = model_from_checkpoint(path)
+    assert info["kind"] == "released" and info["model_config"]["dim"] == 8
+    ours = tiny_model.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ours[key]), key
+    img, spec = torch.randn(2, 3, 64, 64), torch.randn(2, 1, 257, 50)
+    with torch.no_grad():
+        for a, b in zip(model(img, spec), tiny_model(img, spec)):
+            assert torch.equal(a, b)
+
+
+def test_checkpoint_errors_are_one_line_input_errors(tmp_path, tiny_model):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="cannot read checkpoint"):
+        model_from_checkpoint(garbage)
+    state = to_reference_layout(tiny_model)
+    state["img_proj.weight"] = torch.zeros(8, 256, 1, 1)
+    torch.save(state, tmp_path / "bad_shape.pth")
+    with pytest.raises(InputError, match=r"visual.proj.weight has shape \(8, 256, 1, 1\)") as err:
+        model_from_checkpoint(tmp_path / "bad_shape.pth")
+    assert "\n" not in str(err.value)
+    wrong = dict(tiny_model.state_dict())
+    wrong["audio.proj.weight"] = torch.zeros(8, 100)
+    save_checkpoint(tmp_path / "avloc_bad.pt", model_state=wrong, model_config=tiny_model.model_config())
+    with pytest.raises(InputError, match="does not fit the FNAC model"):
+        model_from_checkpoint(tmp_path / "avloc_bad.pt")
+    torch.save({"foo": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(InputError, match="neither an avloc checkpoint nor a released"):
+        model_from_checkpoint(tmp_path / "foreign.pt")
+
+
+# ------------------------------------------------------------------------- end to end
+
+def test_results_do_not_depend_on_batch_size(vggss_root, checkpoint):
+    runs = [run_evaluation(EvalConfig(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint,
+                                      batch_size=bs, device="cpu", progress=False, write_reports=False,
+                                      compute_chunk=2),
+                           log=lambda m: None) for bs in (1, 5)]
+    first = runs[0]["_per_sample"]
+    assert len(first["ciou"]) == 5
+    for other in runs[1:]:
+        assert other["_per_sample"]["id"] == first["id"]
+        assert np.array_equal(other["_per_sample"]["ciou"], first["ciou"])
+        assert other["rows"] == runs[0]["rows"]
+
+
+def test_model_heatmaps_match_the_metric_api(vggss_root, checkpoint, tiny_model):
+    """The runner's per-sample cIoU = localization_scores on maps computed here, one sample at a time."""
+    from avloc.evaluation import media
+    from avloc.evaluation.benchmarks import load_benchmark
+
+    res = run_evaluation(EvalConfig(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint,
+                                    batch_size=2, device="cpu", progress=False, write_reports=False,
+                                    upsample="bilinear", compute_chunk=2, limit=2), log=lambda m: None)
+    items = load_benchmark("vggss", vggss_root.root).items[:2]
+    heat, gts = [], []
+    with torch.no_grad():
+        for it in items:
+            v, a = tiny_model(media.load_frame(it.frame)[None], media.load_spec(it.audio)[None])
+            heat.append(torch.einsum("nchw,nc->nhw", v, a)[0])
+            gts.append(metrics.gt_map_from_boxes(it.gt))
+    expected = metrics.localization_scores(torch.stack(heat), np.stack(gts), upsample="bilinear")
+    np.testing.assert_allclose(res["_per_sample"]["ciou"], expected["per_sample"], atol=1e-3)
+    assert res["upsample"] == "bilinear" and "align_corners=True" in res["protocol"]["upsample"]
+
+
+def test_cli_vggss_with_missing_media_and_defective_box(vggss_root, checkpoint, tmp_path):
+    root = Path(shutil.copytree(vggss_root.root, tmp_path / "v"))
+    ids = [it["id"] for it in vggss_root.items]
+    (root / "audio" / f"{ids[0]}.wav").unlink()
+    entries = json.loads((root / "vggss.json").read_text())
+    entries[1]["bbox"] = [[0.396875, 0.6625, -2.8823037615171176e+16, 0.984375]]  # the real file's kind of defect
+    (root / "vggss.json").write_text(json.dumps(entries))
+    (root / "frames" / f"{ids[2]}.jpg").write_bytes(b"broken jpeg")
+    out = tmp_path / "out"
+    code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(root), "--checkpoint", str(checkpoint),
+                         "--out", str(out), "--overlays", "2", "--device", "cpu", "--batch-size", "2", "--compute-chunk", "2"])
+    assert code == 0, output
+    assert "expected 5" in output and "found 4" in output and "audio 1" in output
+    assert "unreadable: frame 1" in output
+    assert "placeholder 1" in output and "empty GT maps scored 1" in output
+    for method in ("model", "baseline: centre gaussian", "baseline: centre box", "baseline: whole image"):
+        assert f"| {method} |" in output
+    results = json.loads((out / "results.json").read_text())
+    assert results["upsample"] == "bicubic" and results["protocol"]["threshold"].startswith("median")
+    assert results["counts"]["scored"] == 3 and results["counts"]["missing_by_modality"]["audio"] == 1
+    assert results["empty_gt_ids"] == [ids[1]]
+    table = pq.read_table(out / "per_sample.parquet").to_pydict()
+    assert sorted(table["id"]) == sorted([ids[1], ids[3], ids[4]])
+    row = table["id"].index(ids[1])
+    assert table["empty_gt"][row] and table["ciou"][row] == 0.0 and "placeholder" in table["gt_defects"][row]
+    assert all(0 <= c <= 1 for c in table["ciou"])
+    assert all(a >= 0.5 for a in table["pred_area"])  # the median threshold predicts at least half
+    assert (out / "summary.png").stat().st_size > 0
+    assert len(list((out / "overlays").glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("benchmark,synth_name", [("avsbench", "avsbench-s4"), ("avsbench-ms3", "avsbench-ms3"),
+                                                  ("flickr", "flickr")])
+def test_cli_other_benchmarks_end_to_end(tmp_path, checkpoint, benchmark, synth_name):
+    from avloc.tools.synth import write_benchmark
+
+    bset = write_benchmark(tmp_path / "data", synth_name, 1, seed=21, frame_size=(64, 48))
+    out = tmp_path / "out"
+    code, output = _run(["evaluate", "--benchmark", benchmark, "--data-root", str(tmp_path / "data"),
+                         "--checkpoint", str(checkpoint), "--out", str(out), "--overlays", "1", "--device", "cpu",
+                         "--upsample", "bilinear", "--compute-chunk", "5"])
+    assert code == 0, output
+    n = 5 if benchmark.startswith("avsbench") else 1
+    results = json.loads((out / "results.json").read_text())
+    assert results["counts"]["expected"] == n and results["counts"]["scored"] == n
+    assert results["rows"][0]["method"] == "model" and results["rows"][0]["n"] == n
+    assert results["upsample"] == "bilinear"
+    assert bset.root.exists()
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(vggss_root, checkpoint, tmp_path):
+    garbage = tmp_path / "g.pt"
+    garbage.write_bytes(b"\x00" * 10)
+    cases = [
+        (["--data-root", str(vggss_root.root), "--checkpoint", str(garbage)], "cannot read checkpoint"),
+        (["--data-root", str(tmp_path), "--checkpoint", str(checkpoint)], "expected <root>/frames/<id>.jpg"),
+        (["--data-root", str(vggss_root.root), "--checkpoint", str(tmp_path / "none.pt")], "checkpoint not found"),
+    ]
+    for extra, message in cases:
+        result = CliRunner().invoke(cli, ["evaluate", "--benchmark", "vggss", "--out", str(tmp_path / "o"),
+                                          "--device", "cpu", *extra])
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("avloc: error:") and message in lines[0], result.output
+        assert "Traceback" not in result.output
+
+
+def test_ogl_row_with_local_weights(vggss_root, checkpoint, tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(1)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(resnet18(weights=None).state_dict(), weights)
+    res = run_evaluation(EvalConfig(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint, ogl=True,
+                                    ogl_weights=weights, limit=2, device="cpu", progress=False, write_reports=False,
+                                    compute_chunk=2),
+                         log=lambda m: None)
+    ogl = [r for r in res["rows"] if r["method"].startswith("model + OGL")]
+    assert len(ogl) == 1 and ogl[0]["n"] == 2
+    assert len(res["_per_sample"]["ciou_ogl"]) == 2 and res["counts"]["limited_to"] == 2

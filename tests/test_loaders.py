@@ -1,0 +1,432 @@
+"""build_loader over real shard tars (torch and DALI backends) and over an EZ-VSL folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import loader_fixtures as lf
+from avloc import schema
+from avloc.data import augment, build_loader
+from avloc.errors import InputError
+
+torch.set_num_threads(1)
+
+SHARD_BACKENDS = ["torch", pytest.param("dali", marks=pytest.mark.dali)]
+IMG_LO = min((0 - m) / s for m, s in zip(augment.IMAGENET_MEAN, augment.IMAGENET_STD))
+IMG_HI = max((1 - m) / s for m, s in zip(augment.IMAGENET_MEAN, augment.IMAGENET_STD))
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    keys = lf.write_shards(out, {"train": 48, "val": 11}, samples_per_shard=10)
+    return out, keys
+
+
+def keys_of(batches) -> list:
+    return [k for b in batches for k in b["key"]]
+
+
+def stored_spec(key: str) -> torch.Tensor:
+    i = int(key[3:11])
+    return torch.from_numpy(lf.random_spec(i).astype(np.float32)).unsqueeze(0) / schema.SPEC_SCALE
+
+
+def load(source, backend, **kw):
+    kw.setdefault("num_workers", 2 if backend == "torch" else 1)
+    return build_loader(source, backend=backend, **kw)
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_batch_structure_and_ranges(shards, backend, mode):
+    root, keys = shards
+    loader = load(root, backend, split="val", mode=mode, batch_size=4, drop_last=False)
+    assert loader.backend == backend and loader.num_samples == 11 and len(loader) == 3
+    batches = list(loader)
+    assert [len(b["key"]) for b in batches] == [4, 4, 3]
+    assert sorted(keys_of(batches)) == sorted(keys["val"])
+    for b in batches:
+        n = len(b["key"])
+        assert b["image"].shape == (n, 3, 224, 224) and b["image"].dtype == torch.float32
+        assert b["spec"].shape == (n, 1, 257, 200) and b["spec"].dtype == torch.float32
+        assert b["label"].dtype == torch.int64 and b["label"].shape == (n,)
+        assert IMG_LO - 1e-4 <= b["image"].min() and b["image"].max() <= IMG_HI + 1e-4
+        assert b["image"].std() > 0.5  # not a constant fill
+        for j, key in enumerate(b["key"]):
+            i = int(key[3:11])
+            assert b["label"][j] == i % len(lf.CLASSES)
+            assert b["bbox"][j] == ([[0.1, 0.2, 0.5, 0.6]] if i % 2 == 0 else None)
+            expected = stored_spec(key)
+            if mode == "eval":
+                assert torch.equal(b["spec"][j], expected)
+            else:  # masked entries are zero, all others untouched
+                kept = b["spec"][j] != 0
+                assert torch.equal(b["spec"][j][kept], expected[kept])
+
+
+def flipped(image: torch.Tensor) -> bool:
+    """The fixture frames are bright on the left; a flipped crop is bright on the right."""
+    half = image.shape[-1] // 2
+    return bool(image[..., half:].mean() > image[..., :half].mean())
+
+
+def mask_spans(spec: torch.Tensor):
+    """(freq start, width), (time start, width) of the fully zeroed rows / columns of [1,257,T]."""
+    zero = spec[0] == 0
+    spans = []
+    for full in (zero.all(dim=1), zero.all(dim=0)):
+        idx = torch.nonzero(full).flatten().tolist()
+        if idx:
+            assert idx == list(range(idx[0], idx[-1] + 1)), "a mask must be one contiguous band"
+            spans.append((idx[0], len(idx)))
+        else:
+            spans.append((None, 0))
+    return spans
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_augmentation_statistics(shards, backend):
+    root, _ = shards
+    loader = load(root, backend, mode="train", batch_size=8)
+    flips, f_spans, t_spans = [], [], []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        for b in loader:
+            for image, spec in zip(b["image"], b["spec"]):
+                flips.append(flipped(image))
+                f, t = mask_spans(spec)
+                f_spans.append(f)
+                t_spans.append(t)
+    n = len(flips)
+    assert n == 144
+    assert 0.35 <= sum(flips) / n <= 0.65  # +-0.15 is 3.6 sigma at n = 144
+    f_widths = [w for _, w in f_spans]
+    t_widths = [w for _, w in t_spans]
+    assert max(f_widths) <= augment.MASK_MAX_WIDTH and max(t_widths) <= augment.MASK_MAX_WIDTH
+    assert len(set(f_widths)) >= 6 and len(set(t_widths)) >= 6  # widths spread over 0..9
+    assert 3.5 <= np.mean(f_widths) <= 5.5 and 3.5 <= np.mean(t_widths) <= 5.5  # 4.5 +- 4 sigma
+    # frequency masks start anywhere on the 257-bin axis (the reference's time-axis draw never passes 191)
+    f_ends = [s + w for s, w in f_spans if w]
+    t_ends = [s + w for s, w in t_spans if w]
+    assert max(f_ends) <= 257 and max(t_ends) <= 200
+    assert max(s for s, w in f_spans if w) > 200
+    assert min(s for s, w in f_spans if w) < 60 and min(s for s, w in t_spans if w) < 40
+    assert max(s for s, w in t_spans if w) > 150
+
+
+def test_augment_draws_are_uniform():
+    rng = np.random.default_rng(0)
+    draws = [augment.draw_augment(rng) for _ in range(20000)]
+    widths = np.bincount([d.freq_width for d in draws], minlength=10)
+    assert len(widths) == 10 and widths.min() > 1700  # each of 0..9 ~ 2000 times
+    spans = [augment.mask_spans(d, 257, 200) for d in draws]
+    f_starts = np.array([f0 for (f0, f1), _ in spans])
+    assert f_starts.max() >= 240  # starts reach the top of the 257-bin axis
+    assert all(0 <= f0 <= f1 <= 257 and 0 <= t0 <= t1 <= 200 for (f0, f1), (t0, t1) in spans)
+    assert abs(np.mean([d.flip for d in draws]) - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+@pytest.mark.parametrize("mode,n_train", [("train", 48), ("eval", 48)])
+def test_ranks_are_disjoint_and_cover_the_epoch(shards, backend, mode, n_train):
+    root, keys = shards
+    per_rank = []
+    for rank in range(2):
+        loader = load(root, backend, mode=mode, batch_size=4, rank=rank, world_size=2)
+        assert len(loader) == 6
+        loader.set_epoch(1)
+        per_rank.append(keys_of(loader))
+    assert not set(per_rank[0]) & set(per_rank[1])
+    union = per_rank[0] + per_rank[1]
+    assert sorted(union) == sorted(keys["train"]) and len(union) == n_train
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_eval_remainder_every_sample_once(shards, backend):
+    root, keys = shards
+    got = []
+    for rank in range(2):
+        loader = load(root, backend, split="val", mode="eval", batch_size=4, rank=rank, world_size=2)
+        assert len(loader) == 2  # 5 and 6 samples in batches of 4
+        got.append(keys_of(loader))
+    assert [len(g) for g in got] == [5, 6]
+    assert sorted(got[0] + got[1]) == sorted(keys["val"])
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_train_drop_last_equal_steps_per_rank(shards, backend):
+    root, _ = shards
+    lens = [len(load(root, backend, mode="train", batch_size=5, rank=r, world_size=3)) for r in range(3)]
+    assert lens == [3, 3, 3]  # 48 // 3 = 16 per rank -> 3 full batches of 5
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_set_epoch_reshuffles_deterministically(shards, backend):
+    root, keys = shards
+    a = load(root, backend, mode="train", batch_size=8)
+    b = load(root, backend, mode="train", batch_size=8)
+    orders = {}
+    for epoch in (0, 1):
+        a.set_epoch(epoch)
+        orders[epoch] = keys_of(a)
+        assert sorted(orders[epoch]) == sorted(keys["train"])
+    b.set_epoch(1)
+    first_b = list(b)
+    assert keys_of(first_b) == orders[1]
+    assert orders[0] != orders[1]
+    a.set_epoch(1)
+    again = list(a)
+    for x, y in zip(again, first_b):
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["spec"], y["spec"])
+    c = load(root, backend, mode="train", batch_size=8, seed=7)
+    c.set_epoch(1)
+    assert keys_of(c) != orders[1]
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_resume_mid_epoch_from_state_dict(shards, backend):
+    root, _ = shards
+    full = load(root, backend, mode="train", batch_size=8)
+    full.set_epoch(2)
+    expected = list(full)
+    assert len(expected) == 6
+
+    first = load(root, backend, mode="train", batch_size=8)
+    first.set_epoch(2)
+    it = iter(first)
+    for _ in range(2):
+        next(it)
+    state = first.state_dict()
+    assert state["epoch"] == 2 and state["batches_done"] == 2
+    del it
+
+    resumed = load(root, backend, mode="train", batch_size=8)
+    resumed.load_state_dict(state)
+    rest = list(resumed)
+    assert [b["key"] for b in rest] == [b["key"] for b in expected[2:]]
+    for x, y in zip(rest, expected[2:]):
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["spec"], y["spec"])
+
+
+def test_torch_loader_order_does_not_depend_on_workers(shards):
+    root, _ = shards
+    runs = []
+    for workers in (0, 1, 2):  # 9 batches: the two workers build 5 and 4
+        loader = build_loader(root, backend="torch", mode="train", batch_size=5, num_workers=workers)
+        runs.append(list(loader))
+    for other in runs[1:]:
+        assert [b["key"] for b in other] == [b["key"] for b in runs[0]]
+        assert all(torch.equal(x["image"], y["image"]) for x, y in zip(other, runs[0]))
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def truncate(path: Path, keep_fraction: float) -> None:
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.truncate(int(size * keep_fraction))
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_truncated_tar(tmp_path, backend):
+    keys = lf.write_shards(tmp_path, {"train": 20}, samples_per_shard=10)["train"]
+    truncate(tmp_path / "train-000001.tar", 0.55)
+    with pytest.raises(InputError, match=r"train-000001\.tar.*truncated") as err:
+        load(tmp_path, backend, mode="eval", batch_size=4)
+    assert "\n" not in str(err.value) and "vid000000" in str(err.value)
+    loader = load(tmp_path, backend, mode="eval", batch_size=4, bad_sample="skip")
+    got = keys_of(loader)
+    assert loader.skipped == 20 - len(got) and 3 <= loader.skipped <= 6
+    assert got == keys[: len(got)]
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_sample_missing_its_spectrogram(tmp_path, backend):
+    keys = lf.write_shards(tmp_path, {"train": 12}, samples_per_shard=6,
+                           drop_members={lf.clip_key(3): schema.EXT_SPEC})["train"]
+    with pytest.raises(InputError, match=rf"{lf.clip_key(3)}.*train-000000\.tar.*missing its spec\.f16"):
+        load(tmp_path, backend, mode="eval", batch_size=4)
+    loader = load(tmp_path, backend, mode="eval", batch_size=4, bad_sample="skip")
+    got = keys_of(loader)
+    assert got == [k for k in keys if k != lf.clip_key(3)] and loader.skipped == 1
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_incomplete_jpeg_found_from_the_index(tmp_path, backend):
+    keys = lf.write_shards(tmp_path, {"train": 8}, samples_per_shard=8, truncated_jpeg={lf.clip_key(6)})["train"]
+    with pytest.raises(InputError, match=rf"{lf.clip_key(6)}.*not a complete JPEG"):
+        load(tmp_path, backend, mode="eval", batch_size=4)
+    loader = load(tmp_path, backend, mode="eval", batch_size=4, bad_sample="skip")
+    assert keys_of(loader) == [k for k in keys if k != lf.clip_key(6)] and loader.skipped == 1
+
+
+def test_torch_corrupt_jpeg_inside_a_shard(tmp_path):
+    bad = lf.clip_key(5)
+    keys = lf.write_shards(tmp_path, {"train": 12}, samples_per_shard=12, corrupt_jpeg={bad})["train"]
+    with pytest.raises(InputError, match=rf"bad sample '{bad}' in shard .*train-000000\.tar") as err:
+        list(build_loader(tmp_path, backend="torch", mode="eval", batch_size=4, num_workers=2))
+    assert "\n" not in str(err.value)
+    loader = build_loader(tmp_path, backend="torch", mode="eval", batch_size=4, num_workers=2, bad_sample="skip")
+    batches = list(loader)
+    assert keys_of(batches) == [k for k in keys if k != bad]
+    assert [len(b["key"]) for b in batches] == [4, 3, 4]  # the batch holding it is one short, nothing substituted
+    assert loader.skipped == 1 and loader.skipped_this_epoch == 1
+
+
+def test_torch_corrupt_tar_header(tmp_path):
+    lf.write_shards(tmp_path, {"train": 8}, samples_per_shard=8)
+    tar = tmp_path / "train-000000.tar"
+    data = bytearray(tar.read_bytes())
+    idx_rows = (tmp_path / "train-000000.idx").read_text().splitlines()
+    header = int(idx_rows[4].split()[1]) - 512  # header of sample 3's jpg member
+    data[header:header + 100] = b"\x07" * 100
+    tar.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"train-000000\.tar"):
+        list(build_loader(tmp_path, backend="torch", mode="eval", batch_size=4, num_workers=0))
+
+
+def test_not_a_shard_dir_and_bad_arguments(tmp_path, shards):
+    with pytest.raises(InputError, match="no dataset.json"):
+        build_loader(tmp_path, backend="torch")
+    root, _ = shards
+    with pytest.raises(InputError, match="bad_sample"):
+        build_loader(root, backend="torch", bad_sample="ignore")
+    with pytest.raises(InputError, match="not one full batch"):
+        build_loader(root, backend="torch", mode="train", batch_size=64)
+    with pytest.raises(InputError, match="no shards for split 'test'"):
+        build_loader(root, backend="torch", split="test")
+
+
+# ---------------------------------------------------------------- folder (reference) loader
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("folder")
+    return out, lf.write_folder(out, 6)
+
+
+def test_folder_loader_eval_matches_the_recipe(folder):
+    import soundfile
+
+    from avloc.spectrogram import fnac_spectrogram_from_samples
+
+    root, ids = folder
+    loader = build_loader(root, mode="eval", batch_size=4, num_workers=2)
+    assert loader.backend == "folder" and len(loader) == 2
+    batches = list(loader)
+    assert keys_of(batches) == sorted(ids)
+    b = batches[0]
+    assert b["image"].shape == (4, 3, 224, 224) and b["spec"].shape == (4, 1, 257, 200)
+    assert b["label"].tolist() == [-1] * 4 and b["bbox"] == [None] * 4
+    samples, sr = soundfile.read(str(root / "audio" / f"{b['key'][1]}.wav"), dtype="int16")
+    expected, _, _ = fnac_spectrogram_from_samples(samples, sr)
+    assert torch.allclose(b["spec"][1, 0], torch.from_numpy(expected) / 12, atol=1e-6)
+
+
+def test_folder_loader_train_ranks_and_resume(folder):
+    root, ids = folder
+    got = []
+    for rank in range(2):
+        loader = build_loader(root, mode="train", batch_size=3, rank=rank, world_size=2, num_workers=0)
+        loader.set_epoch(4)
+        got.append(keys_of(loader))
+    assert sorted(got[0] + got[1]) == sorted(ids)
+    a = build_loader(root, mode="train", batch_size=1, num_workers=0)
+    full = list(a)
+    b = build_loader(root, mode="train", batch_size=1, num_workers=0)
+    b.load_state_dict({"epoch": 0, "batches_done": 4})
+    rest = list(b)
+    assert [x["key"] for x in rest] == [x["key"] for x in full[4:]]
+    assert torch.equal(rest[0]["spec"], full[4]["spec"]) and torch.equal(rest[0]["image"], full[4]["image"])
+
+
+def test_folder_loader_bad_files(tmp_path):
+    ids = lf.write_folder(tmp_path, 4)
+    (tmp_path / "audio" / f"{ids[2]}.wav").write_bytes(b"RIFF not really a wav")
+    with pytest.raises(InputError, match=rf"bad sample '{ids[2]}'"):
+        list(build_loader(tmp_path, mode="eval", batch_size=2, num_workers=0))
+    loader = build_loader(tmp_path, mode="eval", batch_size=2, num_workers=0, bad_sample="skip")
+    assert keys_of(loader) == [ids[0], ids[1], ids[3]] and loader.skipped == 1
+    os.remove(tmp_path / "frames" / f"{ids[0]}.jpg")
+    with pytest.raises(InputError, match="frame or a wav but not both"):
+        build_loader(tmp_path, mode="eval", batch_size=2)
+
+
+# ---------------------------------------------------------------- train frame geometry
+
+
+def test_crop_box_resize_equals_resize_then_crop():
+    from PIL import Image
+
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (256, 341, 3), dtype=np.uint8))
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        aug = augment.draw_augment(rng)
+        boxed = np.asarray(img.resize((224, 224), Image.BICUBIC, box=augment.train_crop_box(341, 256, aug)), int)
+        new_w = int(round(341 * 246 / 256))
+        left, top = int(round(aug.crop_x * (new_w - 224))), int(round(aug.crop_y * (246 - 224)))
+        full = np.asarray(img.resize((new_w, 246), Image.BICUBIC).crop((left, top, left + 224, top + 224)), int)
+        diff = np.abs(boxed - full)
+        assert diff.max() <= 1 and diff.mean() < 0.01  # float rounding of the two-pass filter only
+
+
+def _pixels(image: torch.Tensor) -> np.ndarray:
+    std = torch.tensor(augment.IMAGENET_STD).view(3, 1, 1)
+    mean = torch.tensor(augment.IMAGENET_MEAN).view(3, 1, 1)
+    return ((image * std + mean) * 255.0).permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("backend,tolerance", [("torch", 2.5), pytest.param("dali", 8.0, marks=pytest.mark.dali)])
+def test_train_frames_are_crops_of_the_246_resize(tmp_path, backend, tolerance):
+    """Every train frame is a 224 crop of the bicubic 246-short-side resize, maybe mirrored.
+
+    torch: box resize vs resize-then-crop, +-2 grey levels from the rounding of the 2x upscale
+    passes; DALI: its own bicubic filter, the parity tolerance of test_pipelines.
+    """
+    import io
+
+    from PIL import Image
+
+    jpeg = lf.write_gradient_shards(tmp_path, 16)
+    src = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    resized = np.asarray(src.resize((328, 246), Image.BICUBIC), np.float64)  # 160x120 -> shorter side 246
+    batch = next(iter(load(tmp_path, backend, mode="train", batch_size=16)))
+    lefts, tops, flips = [], [], []
+    for image in batch["image"]:
+        px = _pixels(image)
+        flip = px[:, -1, 0].mean() < px[:, 0, 0].mean()  # red falls left to right: mirrored
+        if flip:
+            px = px[:, ::-1]
+        col_profile, row_profile = px[:, :, 0].mean(0), px[:, :, 1].mean(1)
+        left = min(range(328 - 223), key=lambda x: np.abs(resized[:, x:x + 224, 0].mean(0) - col_profile).mean())
+        top = min(range(246 - 223), key=lambda y: np.abs(resized[y:y + 224, :, 1].mean(1) - row_profile).mean())
+        diff = np.abs(px - resized[top:top + 224, left:left + 224])
+        assert diff.max() <= tolerance, (left, top, flip, diff.max())
+        lefts.append(left)
+        tops.append(top)
+        flips.append(flip)
+    assert len(set(lefts)) >= 8 and len(set(tops)) >= 4 and 0 < sum(flips) < 16
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_state_at_epoch_end_resumes_to_nothing(shards, backend):
+    root, _ = shards
+    loader = load(root, backend, mode="train", batch_size=8)
+    loader.set_epoch(1)
+    assert len(list(loader)) == 6
+    state = loader.state_dict()
+    assert state["batches_done"] == 6
+    resumed = load(root, backend, mode="train", batch_size=8)
+    resumed.set_epoch(1)
+    resumed.load_state_dict(state)
+    assert list(resumed) == []
+    resumed.set_epoch(2)
+    assert len(list(resumed)) == 6

@@ -1,0 +1,137 @@
+"""`avloc shard` command line: wrong input -> one line and exit 2, before any work; the Ray path."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from avloc.cli import cli
+from test_shard_clips import make_clip
+
+
+@pytest.fixture(scope="module")
+def one_clip(tmp_path_factory):
+    clips = tmp_path_factory.mktemp("cli-clips")
+    make_clip(clips / "cliclip0001_000000.mp4", duration=3.5)
+    return clips
+
+
+def _run(args):
+    return CliRunner().invoke(cli, ["shard", *args])
+
+
+def _assert_one_line_error(result, code=2, text=None):
+    assert result.exit_code == code, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith(("avloc: error:", "Error:")), result.output
+    assert "Traceback" not in result.output
+    if text:
+        assert text in result.output
+
+
+def test_missing_required_option():
+    _assert_one_line_error(_run(["--out", "x"]), text="--clips")
+
+
+def test_clips_folder_does_not_exist(tmp_path):
+    _assert_one_line_error(_run(["--clips", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]),
+                           text="is not a folder")
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_numbers_reported_together(one_clip, tmp_path):
+    r = _run(["--clips", str(one_clip), "--out", str(tmp_path / "o"), "--val-fraction", "1.5", "--workers", "0"])
+    _assert_one_line_error(r, text="--val-fraction")
+    assert "--workers" in r.output
+
+
+def test_missing_list_file(one_clip, tmp_path):
+    r = _run(["--clips", str(one_clip), "--out", str(tmp_path / "o"), "--subset", str(tmp_path / "nope.txt")])
+    _assert_one_line_error(r, text="nope.txt")
+
+
+def test_malformed_csv(one_clip, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("abc,def,ghi\nonly-one-column\n")
+    _assert_one_line_error(_run(["--clips", str(one_clip), "--out", str(tmp_path / "o"), "--csv", str(bad)]),
+                           text="line 2")
+
+
+def test_output_not_writable_before_any_work(one_clip, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    r = _run(["--clips", str(one_clip), "--out", str(blocker / "shards")])
+    _assert_one_line_error(r, text="not writable")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes whatever the permission bits say")
+def test_output_folder_without_write_permission(one_clip, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        _assert_one_line_error(_run(["--clips", str(one_clip), "--out", str(ro)]), text="not writable")
+    finally:
+        ro.chmod(0o755)
+
+
+def test_ray_without_the_extra(one_clip, tmp_path):
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("ray is installed; test_ray_distributor covers it")
+    r = _run(["--clips", str(one_clip), "--out", str(tmp_path / "o"), "--distributor", "ray"])
+    _assert_one_line_error(r, text="pip install 'avloc[ray]'")
+
+
+def test_json_report_and_output(one_clip, tmp_path):
+    r = _run(["--clips", str(one_clip), "--out", str(tmp_path / "o"), "--no-progress", "--workers", "1",
+              "--json", str(tmp_path / "report.json")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["ok"] == 1 and report["clips_built"] == 1
+    assert "throughput:" in r.output
+
+
+@pytest.mark.ray
+def test_ray_distributor(one_clip, tmp_path):
+    import ray
+
+    from avloc.tools.shard import ShardConfig, run_shard
+
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    try:
+        report = run_shard(ShardConfig(clips=one_clip, out=tmp_path / "o", distributor="ray", progress=False,
+                                       log=lambda m: None))
+    finally:
+        ray.shutdown()
+    assert report["ok"] == 1 and report["distributor"] == "ray"
+    assert (tmp_path / "o" / "train-000000_stats.json").is_file()
+
+
+def test_empty_clips_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    _assert_one_line_error(_run(["--clips", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]), text="no clips")
+
+
+def test_nothing_selected(one_clip, tmp_path):
+    subset = tmp_path / "subset.txt"
+    subset.write_text("someotherid_000000\n")
+    r = _run(["--clips", str(one_clip), "--out", str(tmp_path / "o"), "--subset", str(subset)])
+    _assert_one_line_error(r, text="1 not in --subset")
+
+
+def test_second_run_on_a_locked_output(one_clip, tmp_path):
+    import fcntl
+
+    out = tmp_path / "o"
+    out.mkdir()
+    with open(out / ".avloc-shard.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = _run(["--clips", str(one_clip), "--out", str(out)])
+    _assert_one_line_error(r, text="another `avloc shard` run")

@@ -1,0 +1,168 @@
+"""`avloc train` end to end on tiny real shards: run folder, validation-based best.pt, SIGKILL + --resume,
+refusals with one-line messages. Every run is a real subprocess of the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from avloc.checkpoint import save_checkpoint
+from loader_fixtures import write_shards
+
+TINY = ["batch_size=4", "image_size=32", "visual_weights=none", "dim=32", "num_workers=0", "loader=torch",
+        "log_every=1", "progress=false", "epochs=3", "warmup_epochs=1", "checkpoint_every=3"]
+
+
+def train_cmd(shards, run_dir, *extra_sets, resume=False):
+    cmd = [sys.executable, "-m", "avloc.cli", "train", "--shards", str(shards), "--out", str(run_dir)]
+    for item in TINY + list(extra_sets):
+        cmd += ["--set", item]
+    return cmd + (["--resume"] if resume else [])
+
+
+def env():
+    # one intra-op thread: CPU kernels are then bit-reproducible, so a resumed run can be compared exactly
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def run_train(shards, run_dir, *extra_sets, resume=False, timeout=240):
+    return subprocess.run(train_cmd(shards, run_dir, *extra_sets, resume=resume), capture_output=True, text=True,
+                          timeout=timeout, env=env())
+
+
+def rows(run_dir, kind=None):
+    out = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in out if kind is None or r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train-shards")
+    write_shards(root, {"train": 16, "val": 6}, samples_per_shard=8)  # 4 steps per epoch at batch 4
+    return root
+
+
+@pytest.fixture(scope="module")
+def full_run(shards, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("full") / "run"
+    proc = run_train(shards, run_dir)
+    assert proc.returncode == 0, proc.stderr
+    return run_dir, proc
+
+
+def test_run_folder_metrics_and_validation_selection(full_run):
+    run_dir, proc = full_run
+    cfg = (run_dir / "config.yaml").read_text()
+    assert "batch_size: 4" in cfg and "lr: 0.0001" in cfg
+    start = rows(run_dir, "start")[0]
+    assert start["device"] == "cpu" and start["precision"] == "fp32" and start["loader"] == "torch"
+    assert start["kernel"] == "torch" and start["steps_per_epoch"] == 4
+    assert "device cpu, precision fp32, loader torch" in proc.stderr
+
+    train = rows(run_dir, "train")
+    assert [r["step"] for r in train] == list(range(1, 13))
+    for r in train:
+        assert {"contrastive", "fns1", "tns", "fns2", "samples_per_s", "data_wait_fraction"} <= set(r)
+        assert 0.0 <= r["data_wait_fraction"] <= 1.0
+        expected = r["contrastive"] + (0 if r["warmup"] else 100 * (r["fns1"] + r["tns"] + r["fns2"]))
+        assert r["loss"] == pytest.approx(expected, rel=1e-5)
+    assert [r["warmup"] for r in train] == [True] * 4 + [False] * 8
+
+    val = rows(run_dir, "val")
+    assert [r["epoch"] for r in val] == [0, 1, 2]
+    # the fixture's val split has boxes on half its samples: localisation next to the trivial baselines
+    for r in val:
+        assert r["val_boxes"] == 3 and r["val_samples"] == 6
+        assert {"val_ap50", "val_auc", "baseline_centre_ap50", "baseline_whole_ap50", "val_retrieval_a2i"} <= set(r)
+        assert r["selection_metric"] == "ap50"
+
+    best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
+    improved = [r for r in val if r["improved"]]
+    assert improved[0]["epoch"] == 0
+    chosen = improved[-1]
+    assert best["selected_on"] == "ap50" and best["step"] == chosen["step"]
+    assert best["selected_value"] == chosen["val_ap50"]
+    assert max(r["val_ap50"] for r in val) == chosen["val_ap50"]
+
+    from avloc.model import FNACModel
+
+    model = FNACModel(**best["model_config"])
+    model.load_state_dict(best["model"])
+    latest = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert latest["step"] == 12 and latest["samples_seen"] == 48 and latest["epoch_done"]
+    end = rows(run_dir, "end")[-1]
+    assert end["steps"] == 12 and end["samples_seen"] == 48
+
+
+def test_sigkill_then_resume_matches_uninterrupted(shards, full_run, tmp_path):
+    full_dir, _ = full_run
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(train_cmd(shards, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
+    latest = run_dir / "checkpoints" / "latest.pt"
+    deadline = time.time() + 180
+    killed_after = None
+    while time.time() < deadline and proc.poll() is None:
+        if (run_dir / "metrics.jsonl").is_file():
+            steps = [r["step"] for r in rows(run_dir, "train")]
+            if steps and steps[-1] >= 7 and latest.is_file():  # past the checkpoint at step 6, mid epoch 2 of 3
+                proc.send_signal(signal.SIGKILL)
+                killed_after = steps[-1]
+                break
+        time.sleep(0.05)
+    proc.wait(timeout=30)
+    assert killed_after is not None and proc.returncode == -signal.SIGKILL, "the run was not killed mid-way"
+    saved = torch.load(latest, weights_only=True)
+    assert 6 <= saved["step"] < 12
+
+    resumed = run_train(shards, run_dir, resume=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {latest}" in resumed.stderr
+
+    end, ref_end = rows(run_dir, "end")[-1], rows(full_dir, "end")[-1]
+    assert (end["steps"], end["samples_seen"]) == (ref_end["steps"], ref_end["samples_seen"]) == (12, 48)
+    # metrics.jsonl has each step once: rows logged after the checkpoint by the killed process were dropped
+    assert [r["step"] for r in rows(run_dir, "train")] == list(range(1, 13))
+    # same data order, augmentation and dropout RNG: the resumed run retraces the uninterrupted one
+    ref_loss = {r["step"]: r["loss"] for r in rows(full_dir, "train")}
+    for r in rows(run_dir, "train"):
+        assert r["loss"] == pytest.approx(ref_loss[r["step"]], rel=1e-6), r["step"]
+    a = torch.load(latest, weights_only=True)["model"]
+    b = torch.load(full_dir / "checkpoints" / "latest.pt", weights_only=True)["model"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-7, msg=name)
+
+
+def test_refusals_are_one_line(shards, full_run, tmp_path):
+    full_dir, _ = full_run
+    # an existing run is never overwritten without --resume
+    proc = run_train(shards, full_dir)
+    assert proc.returncode == 2 and "already holds a run" in proc.stderr and "Traceback" not in proc.stderr
+    # resuming with a changed recipe value names it
+    proc = run_train(shards, full_dir, "lr=0.5", resume=True)
+    assert proc.returncode == 2 and "different config" in proc.stderr and "lr:" in proc.stderr
+
+    # a checkpoint from another schema
+    other = tmp_path / "other"
+    (other / "checkpoints").mkdir(parents=True)
+    torch.save({"schema": "someone-else/3", "model": {}}, other / "checkpoints" / "latest.pt")
+    proc = run_train(shards, other, resume=True)
+    assert proc.returncode == 2 and "is not an avloc-checkpoint/1 checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # an avloc checkpoint without training state (e.g. an exported model)
+    save_checkpoint(other / "checkpoints" / "latest.pt", model_state={}, model_config={})
+    proc = run_train(shards, other, resume=True)
+    assert proc.returncode == 2 and "no resumable training state" in proc.stderr
+
+    # no val split to validate on
+    no_val = tmp_path / "noval"
+    write_shards(no_val, {"train": 8})
+    proc = run_train(no_val, tmp_path / "r2")
+    assert proc.returncode == 2 and "no 'val' split" in proc.stderr

@@ -1,0 +1,165 @@
+"""Run shard jobs: locally over a process pool (default) or as Ray tasks (optional extra).
+
+Both run the same module-level ``avloc.tools.shard.run_shard_job`` on the same picklable
+``ShardJob``; a job writes its shard files itself (atomically), so a job that is retried or
+run twice leaves the same files. A Ray cluster needs ``--out`` on storage every node sees.
+"""
+
+from __future__ import annotations
+
+import os
+import queue as queue_mod
+from typing import Callable, Iterator
+
+from avloc.errors import AvlocError, InputError
+
+DISTRIBUTORS = ("local", "ray")
+
+_progress_queue = None
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: get SIGKILL when the parent dies, so a killed run leaves no worker writing shards
+    (and holding the output folder's lock) behind it."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(progress_queue, torch_threads: int, parent_pid: int) -> None:
+    global _progress_queue
+    _die_with_parent(parent_pid)
+    _progress_queue = progress_queue
+    try:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    except Exception:
+        pass
+
+
+def _report_clip() -> None:
+    if _progress_queue is not None:
+        _progress_queue.put(1)
+
+
+def _pool_job(job):
+    from avloc.tools.shard import run_shard_job
+
+    return run_shard_job(job, on_clip=_report_clip)
+
+
+class LocalDistributor:
+    """Shard jobs over ``workers`` local processes (fork where available, so imports are shared)."""
+
+    name = "local"
+
+    def __init__(self, workers: int):
+        self.workers = max(1, int(workers))
+
+    def run(self, jobs: list, on_clip: Callable[[int], None]) -> Iterator:
+        from avloc.tools.shard import run_shard_job
+
+        if not jobs:
+            return
+        if self.workers == 1 or len(jobs) == 1:
+            # in this process; one torch thread: the per-clip spectrogram is tiny and a thread
+            # pool on a busy machine costs more than it saves
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for job in jobs:
+                    yield run_shard_job(job, on_clip=lambda: on_clip(1))
+            finally:
+                torch.set_num_threads(threads)
+            return
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        from avloc.tools.sample_builder import preload
+
+        preload()  # forked workers inherit the imported decoder/image modules instead of importing each
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        progress = ctx.Queue()
+        n_procs = min(self.workers, len(jobs))
+        executor = cf.ProcessPoolExecutor(max_workers=n_procs, mp_context=ctx, initializer=_init_worker,
+                                          initargs=(progress, 1, os.getpid()))
+        try:
+            pending = {executor.submit(_pool_job, job): job for job in jobs}
+            while pending:
+                done, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                _drain(progress, on_clip)
+                for fut in done:
+                    job = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except cf.process.BrokenProcessPool:
+                        raise AvlocError(f"a shard worker process died while writing {job.stem} (out of memory or "
+                                         "killed?); finished shards are kept, rerun the same command to resume") from None
+                    yield result
+            _drain(progress, on_clip)
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(progress, on_clip) -> None:
+    while True:
+        try:
+            progress.get_nowait()
+        except (queue_mod.Empty, OSError, ValueError):
+            return
+        on_clip(1)
+
+
+class RayDistributor:
+    """Shard jobs as Ray tasks (``ray.init(address)``: RAY_ADDRESS or a local instance)."""
+
+    name = "ray"
+
+    def __init__(self, address=None, max_retries: int = 2):
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise InputError("--distributor ray needs Ray, which is not installed: pip install 'avloc[ray]'") from None
+        self.address = address or os.environ.get("RAY_ADDRESS")
+        self.max_retries = max_retries
+
+    def run(self, jobs: list, on_clip: Callable[[int], None]) -> Iterator:
+        import ray
+
+        from avloc.tools.shard import run_shard_job
+
+        if not jobs:
+            return
+        if not ray.is_initialized():
+            ray.init(address=self.address, ignore_reinit_error=True, log_to_driver=False)
+        remote = ray.remote(num_cpus=1, max_retries=self.max_retries)(run_shard_job)
+        refs = {remote.remote(job): job for job in jobs}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            job = refs.pop(done[0])
+            try:
+                result = ray.get(done[0])
+            except Exception as exc:
+                raise AvlocError(f"Ray task for shard {job.stem} failed: {str(exc).splitlines()[0][:200]}; "
+                                 "finished shards are kept, rerun to resume") from None
+            on_clip(len(job.tasks))
+            yield result
+
+
+def make_distributor(name: str, workers: int):
+    if name == "local":
+        return LocalDistributor(workers)
+    if name == "ray":
+        return RayDistributor()
+    raise InputError(f"unknown distributor {name!r}; choose one of {DISTRIBUTORS}")

@@ -1,0 +1,191 @@
+"""One clip -> one shard sample (members + SampleMeta), or a failure with a reason.
+
+Nothing here raises for a bad clip: every outcome is a ``SampleOutcome`` whose ``status`` is
+``ok`` (possibly with flags) or ``failed`` with a short ``reason`` and a one-line ``detail``.
+
+Reasons (failed): empty_file, unreadable_file, corrupt_file, no_video_stream, no_audio_stream,
+bad_resolution (zero size or an aspect ratio above 16), decode_error, decode_timeout,
+no_audio_decoded, no_frame_decoded (no frame at or after the centre), internal_error.
+
+Flags (ok): short_audio_tiled (audio < 3 s, tiled as the recipe does), silent_audio (window
+peak below -80 dBFS), rotated (display matrix honoured), variable_frame_rate, odd_resolution,
+frame_upscaled (shorter side below the frame size), key_rewritten (see discover), not_in_csv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+import traceback
+from typing import Optional
+
+import numpy as np
+
+from avloc import schema
+from avloc.spectrogram import fnac_spectrogram_from_samples
+from avloc.tools.decode import DecodeFailure, make_decoder, target_size
+
+SILENCE_PEAK = 1e-4  # -80 dBFS on the [-1, 1] scale
+
+
+@dataclasses.dataclass
+class ClipTask:
+    """What a worker needs to build one sample (picklable)."""
+
+    clip_id: str
+    key: str
+    path: str  # absolute
+    rel_path: str
+    label: Optional[str]
+    class_index: int
+    split: str
+    clip_start: Optional[float]
+    bbox: Optional[list] = None
+    flags: tuple = ()  # flags known before decoding (key_rewritten, not_in_csv)
+    file_size: int = 0  # -1 when the file could not be stat'ed
+    in_test_ids: bool = False  # the id is in a --test-ids or --exclude list
+
+
+@dataclasses.dataclass
+class BuildOptions:
+    frame_size: int = schema.FRAME_SHORT_SIDE
+    jpeg_quality: int = schema.JPEG_QUALITY
+    keep_audio: bool = False
+    decoder: str = "ffmpeg"
+    decoder_threads: int = 2
+
+    def recipe(self) -> dict:
+        """What, beyond schema.RECIPE, decides a sample's bytes."""
+        return {"frame_short_side": self.frame_size, "jpeg_quality": self.jpeg_quality, "frame_resize": "bicubic",
+                "keep_audio": self.keep_audio, "decoder": self.decoder}  # decoder threads do not change the bytes
+
+
+@dataclasses.dataclass
+class SampleOutcome:
+    clip_id: str
+    key: str
+    status: str  # "ok" | "failed"
+    reason: Optional[str] = None
+    detail: Optional[str] = None
+    flags: list = dataclasses.field(default_factory=list)
+    members: Optional[dict] = None  # ext -> bytes (ok only)
+    meta: Optional[schema.SampleMeta] = None
+    timings: dict = dataclasses.field(default_factory=dict)  # decode_s, spec_s, encode_s, total_s
+    rotation: int = 0
+
+
+def preload() -> None:
+    """Import what building a sample needs (a process pool forked afterwards shares it)."""
+    import av  # noqa: F401
+    import ffmpeg  # noqa: F401
+    from PIL import Image, JpegImagePlugin, PpmImagePlugin  # noqa: F401
+
+
+def resize_frame(frame: np.ndarray, short_side: int, sample_aspect: float = 1.0, rotation: int = 0):
+    """Bicubic resize so the shorter displayed side is ``short_side`` -> PIL image."""
+    from PIL import Image
+
+    h, w = frame.shape[:2]
+    if sample_aspect != 1.0:  # non-square pixels: stretch the coded width (height after a quarter turn)
+        if rotation in (90, 270):
+            h = max(1, int(round(h * sample_aspect)))
+        else:
+            w = max(1, int(round(w * sample_aspect)))
+    size = target_size(w, h, short_side)
+    img = Image.fromarray(frame)
+    return img if img.size == size else img.resize(size, Image.BICUBIC)
+
+
+def encode_jpeg(img, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def encode_flac(window_int16: np.ndarray) -> bytes:
+    import soundfile
+
+    buf = io.BytesIO()
+    soundfile.write(buf, window_int16, schema.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+class SampleBuilder:
+    """Holds one decoder; ``build(task)`` never raises for a bad clip."""
+
+    def __init__(self, options: BuildOptions):
+        self.options = options
+        self.decoder = make_decoder(options.decoder, threads=options.decoder_threads)
+
+    def build(self, task: ClipTask) -> SampleOutcome:
+        t0 = time.perf_counter()
+        outcome = SampleOutcome(clip_id=task.clip_id, key=task.key, status="failed", flags=list(task.flags))
+        try:
+            self._build(task, outcome)
+        except DecodeFailure as exc:
+            outcome.status, outcome.reason, outcome.detail = "failed", exc.reason, exc.detail
+            outcome.members = outcome.meta = None
+        except Exception as exc:  # a bug or an unexpected library error: recorded, the run goes on
+            outcome.status, outcome.reason = "failed", "internal_error"
+            outcome.detail = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1][:300]
+            outcome.members = outcome.meta = None
+        outcome.timings["total_s"] = time.perf_counter() - t0
+        return outcome
+
+    def _build(self, task: ClipTask, outcome: SampleOutcome) -> None:
+        opts = self.options
+        t0 = time.perf_counter()
+        decoded = self.decoder.decode(task.path)
+        info = decoded.info
+        t1 = time.perf_counter()
+
+        audio = decoded.audio
+        if audio.size == 0:
+            raise DecodeFailure("no_audio_decoded", "the audio stream decoded to 0 samples")
+        log_spec, window_start, tiled = fnac_spectrogram_from_samples(audio, schema.SAMPLE_RATE)
+        window = _window_int16(audio, window_start, tiled)
+        peak = float(np.abs(window.astype(np.float32)).max()) / 32767.0
+        t2 = time.perf_counter()
+
+        img = resize_frame(decoded.frame, opts.frame_size, info.sample_aspect, info.rotation)
+        jpeg = encode_jpeg(img, opts.jpeg_quality)
+        flac = encode_flac(window) if opts.keep_audio else None
+
+        flags = outcome.flags
+        if tiled:
+            flags.append("short_audio_tiled")
+        if peak < SILENCE_PEAK:
+            flags.append("silent_audio")
+        if info.rotation:
+            flags.append("rotated")
+        if info.variable_frame_rate:
+            flags.append("variable_frame_rate")
+        if info.width % 2 or info.height % 2:
+            flags.append("odd_resolution")
+        if min(decoded.frame.shape[:2]) < opts.frame_size:
+            flags.append("frame_upscaled")
+        display_h, display_w = decoded.frame.shape[:2]
+        meta = schema.SampleMeta(
+            key=task.key, clip_id=task.clip_id, label=task.label, class_index=task.class_index, split=task.split,
+            source_path=task.rel_path, clip_start=task.clip_start, duration=round(info.duration, 6),
+            frame_time=round(decoded.frame_time, 6), fps=round(info.fps, 6) if info.fps else None,
+            width=int(display_w), height=int(display_h), video_codec=info.video_codec, audio_codec=info.audio_codec,
+            source_sample_rate=info.source_sample_rate, audio_seconds=round(len(audio) / schema.SAMPLE_RATE, 6),
+            window_start=round(window_start / schema.SAMPLE_RATE, 6), flags=sorted(set(flags)), bbox=task.bbox)
+        outcome.members = schema.encode_sample(meta, jpeg, log_spec, flac)
+        outcome.meta = meta
+        outcome.flags = meta.flags
+        outcome.rotation = info.rotation
+        outcome.status = "ok"
+        t3 = time.perf_counter()
+        outcome.timings.update(decode_s=t1 - t0, spec_s=t2 - t1, encode_s=t3 - t2)
+
+
+def _window_int16(audio: np.ndarray, start: int, tiled: bool) -> np.ndarray:
+    """The int16 samples of the spectrogram's window (same indices as avloc.spectrogram.central_window)."""
+    n = schema.WINDOW_SAMPLES
+    if tiled:
+        reps = -(-n // len(audio))
+        return np.tile(audio, reps)[:n]
+    return audio[start:start + n]
