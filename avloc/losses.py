@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from avloc.ops.dispatch import no_autocast, resolve_impl
+from avloc.ops.dispatch import accumulation_dtype, no_autocast, resolve_impl
 from avloc.ops.logit_terms import logit_terms
 from avloc.ops.softmax_l1 import LowRank, softmax_l1
 from avloc.ops.spatial_max_sim import spatial_max_similarity
@@ -67,9 +67,12 @@ def _reference(visual, audio, visual_all, audio_all, offset, tau, threshold):
     else:
         logits_cols = (torch.einsum("ndp,md->nmp", v_all, audio) / tau).max(dim=-1).values  # [B_g, B]
         ce_cols = F.cross_entropy(logits_cols.t(), targets)
-    maps_all = (v_all * audio_all[:, :, None]).sum(dim=1) / tau
     f_loc = (v_loc * foreground_mask(maps.detach(), threshold)[:, None, :]).mean(dim=2)
-    f_all = (v_all * foreground_mask(maps_all.detach(), threshold)[:, None, :]).mean(dim=2)
+    if visual_all is visual:
+        f_all = f_loc
+    else:
+        maps_all = (v_all * audio_all[:, :, None]).sum(dim=1) / tau
+        f_all = (v_all * foreground_mask(maps_all.detach(), threshold)[:, None, :]).mean(dim=2)
     adj_audio = audio @ audio_all.t() / tau
     adj_image = v_loc.mean(dim=2) @ v_all.mean(dim=2).t() / tau
     adj_fg = f_loc @ f_all.t() / tau
@@ -87,7 +90,7 @@ def _reference(visual, audio, visual_all, audio_all, offset, tau, threshold):
 def _pooling_weights(maps_flat: torch.Tensor, threshold: float) -> torch.Tensor:
     """[B, 2, HW]: uniform 1/HW (mean visual feature) and mask/HW (foreground feature)."""
     hw = maps_flat.shape[1]
-    mask = foreground_mask(maps_flat.detach(), threshold)
+    mask = foreground_mask(maps_flat.detach(), threshold).to(accumulation_dtype(maps_flat.dtype))  # 1/HW is not exact in bf16
     return torch.stack([torch.full_like(mask, 1.0 / hw), mask / hw], dim=1)
 
 
@@ -109,7 +112,9 @@ def _bounded(visual, audio, visual_all, audio_all, offset, tau, threshold, impl,
         pooled_all = pooled
     v_mean, f_loc = pooled.unbind(1)
     v_mean_all, f_all = pooled_all.unbind(1)
-    adj_audio = LowRank(audio, audio_all, scale)
+    # the adjacency factors are [B, D]: upcasting them is cheap and keeps the x 1/tau logits exact
+    acc = pooled.dtype
+    adj_audio = LowRank(audio.to(acc), audio_all.to(acc), scale)
     adj_image = LowRank(v_mean, v_mean_all, scale)
     ce_rows, ce_cols, fns1, fns2 = logit_terms(logits, offset, not distributed, (adj_audio, adj_image), impl, workspace_bytes)
     if distributed:

@@ -135,13 +135,19 @@ def test_tau_and_threshold_are_used():
             assert_rel_close(both[key], formula[key], 1e-5, key)
 
 
-def test_bf16_inputs_torch_impl_close_to_fp32():
+def test_bf16_inputs_torch_impl_accumulates_in_fp32():
     visual, audio = make_inputs(8, 64, 7, 7, seed=6)
-    ref = fnac_losses(visual, audio, impl="reference")
-    got = fnac_losses(visual.detach().bfloat16().requires_grad_(), audio.detach().bfloat16().requires_grad_(), impl="torch")
+    v16, a16 = visual.detach().bfloat16().requires_grad_(), audio.detach().bfloat16().requires_grad_()
+    # the formulas in fp64 on the same bf16 values; the mask comes from bf16 maps in both
+    # (the implementation computes the diagonal maps in the input dtype), so compare the terms
+    # that do not depend on it tightly and the foreground term loosely
+    ref = fp64_formula(v16, a16)[0]
+    got = fnac_losses(v16, a16, impl="torch")
     for key in LOSS_TERMS:
         assert got[key].dtype == torch.float32
-        assert_rel_close(got[key], ref[key], 0.1, key)  # bf16 rounding of the inputs (1/tau amplifies it)
+    for key in ("contrastive", "fns1", "fns2"):
+        assert_rel_close(got[key], ref[key], 1e-5, key, floor=1 / 8)
+    assert_rel_close(got["tns"], ref["tns"], 0.05, "tns", floor=1 / 8)
 
 
 @pytest.mark.parametrize("impl", CPU_IMPLS)

@@ -15,7 +15,11 @@ import torch.nn.functional as F
 
 pytestmark = pytest.mark.gpu
 
-TOL = {torch.float32: {"logits": 1e-5, "grad": 1e-4, "loss": 1e-5}, torch.bfloat16: {"logits": 1e-4, "grad": 2e-2, "loss": 1e-3}}
+# bf16 "loss"/"grad" vs the fp32 reference: the diagonal maps (hence the hard foreground mask) are
+# computed in the input dtype, so a few mask entries may flip; triton vs torch on the same bf16
+# inputs is held to "same_dtype".
+TOL = {torch.float32: {"logits": 1e-5, "grad": 1e-3, "loss": 1e-5, "same_dtype": 1e-4},
+       torch.bfloat16: {"logits": 1e-4, "grad": 5e-2, "loss": 2e-2, "same_dtype": 1e-3}}
 
 
 def _inputs(b, d, hw, dtype, seed=0):
@@ -38,14 +42,17 @@ def test_spatial_max_triton_vs_reference(dtype, b, hw):
     ref_v = visual.detach().float().requires_grad_()
     ref_a = audio.detach().float().requires_grad_()
     g = torch.randn(b, b, device="cuda")
-    ref, _ = spatial_max_similarity(ref_v, ref_a, 0.03, "reference")
+    ref, ref_idx = spatial_max_similarity(ref_v, ref_a, 0.03, "reference")
     got, idx = spatial_max_similarity(visual, audio, 0.03, "triton")
     assert idx.dtype == torch.int32
     assert ((got - ref).abs().max() / ref.abs().max()).item() <= TOL[dtype]["logits"]
+    # near-ties may pick another position; each such pair moves one gradient term elsewhere
+    mismatch = (idx != ref_idx).float().mean().item()
+    assert mismatch < 1e-3
     ref_grads = torch.autograd.grad((ref * g).sum(), (ref_v, ref_a))
     grads = torch.autograd.grad((got * g).sum(), (visual, audio))
     for a, r in zip(grads, ref_grads):
-        assert _rel_norm(a, r) <= TOL[dtype]["grad"]
+        assert _rel_norm(a, r) <= TOL[dtype]["grad"] + 3 * mismatch ** 0.5
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -70,6 +77,11 @@ def test_fnac_losses_triton_vs_torch_and_reference(dtype):
             assert err <= TOL[dtype]["loss"] * max(ref_out[key].abs().item(), 1.0 / b), (impl, key)
         for g, r in zip(grads, ref_grads):
             assert _rel_norm(g, r) <= TOL[dtype]["grad"], impl
+    (t_out, t_grads), (c_out, c_grads) = results["triton"], results["torch"]
+    for key in LOSS_TERMS:
+        assert abs(t_out[key].item() - c_out[key].item()) <= TOL[dtype]["same_dtype"] * max(abs(c_out[key].item()), 1.0 / b)
+    for g, r in zip(t_grads, c_grads):
+        assert _rel_norm(g, r) <= 10 * TOL[dtype]["same_dtype"]
 
 
 def test_large_batch_memory_is_bounded():

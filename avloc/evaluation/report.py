@@ -65,8 +65,8 @@ def format_counts(results: dict) -> str:
 
 
 def format_table(results: dict) -> str:
-    head = f"| method | cIoU (AP50) x100 | AUC x100 | mean cIoU | n |   upsample: {results['upsample']}"
-    lines = [head, "|---|---|---|---|---|"]
+    lines = [f"upsample: {results['protocol']['upsample']}; threshold: median; cIoU = AP50 of per-sample cIoU",
+             "| method | cIoU (AP50) x100 | AUC x100 | mean cIoU | n |", "|---|---|---|---|---|"]
     for r in results["rows"]:
         lines.append(f"| {r['method']} | {r['ciou_x100']:.2f} | {r['auc_x100']:.2f} | {r['mean_ciou']:.4f} | {r['n']} |")
     return "\n".join(lines)

@@ -233,10 +233,16 @@ def _triton_backward(grad, index, visual, audio, tau):
 
 
 # ----------------------------------------------------------------------------- autograd + entry
-def _pool_forward(visual, pool):
-    """pooled[n, k, :] = sum_p V[n, :, p] pool[n, k, p]  ([Bv, K, D], accumulation dtype)."""
+def _pool_forward(visual, pool, workspace_bytes):
+    """pooled[n, k, :] = sum_p V[n, :, p] pool[n, k, p]  ([Bv, K, D], accumulation dtype; chunked so
+    that half-precision inputs are upcast one block at a time)."""
+    bv, d, hw = visual.shape
     acc = accumulation_dtype(visual.dtype)
-    return torch.bmm(visual.to(acc), pool.to(acc).transpose(1, 2)).transpose(1, 2)
+    pooled = torch.empty(bv, pool.shape[1], d, dtype=acc, device=visual.device)
+    step = rows_per_chunk(d * hw * 4, workspace_bytes)
+    for s in range(0, bv, step):
+        pooled[s : s + step] = torch.bmm(visual[s : s + step].to(acc), pool[s : s + step].to(acc).transpose(1, 2)).transpose(1, 2)
+    return pooled
 
 
 def _pool_backward_into(grad_visual, grad_pooled, pool, workspace_bytes):
@@ -255,7 +261,7 @@ class SpatialMaxSimilarity(torch.autograd.Function):
             logits, index = _triton_forward(visual, audio, tau)
         else:
             logits, index = _torch_forward(visual, audio, tau, workspace_bytes)
-        pooled = _pool_forward(visual, pool) if pool is not None else None
+        pooled = _pool_forward(visual, pool, workspace_bytes) if pool is not None else None
         ctx.save_for_backward(visual, audio, index, pool)
         ctx.tau, ctx.impl, ctx.workspace_bytes = tau, impl, workspace_bytes
         ctx.mark_non_differentiable(index)

@@ -71,7 +71,7 @@ def gather_with_grad(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
         return x
     from torch.distributed.nn.functional import all_gather
 
-    with warnings.catch_warnings():  # deprecated in torch 2.14, still differentiable on gloo and NCCL (tested)
+    with warnings.catch_warnings():  # deprecated in torch 2.14, its backward sums over ranks (tested on gloo)
         warnings.simplefilter("ignore", FutureWarning)
         return torch.cat(all_gather(x.contiguous()), dim=0)
 
