@@ -152,16 +152,22 @@ def run(ctx: BenchContext) -> list:
     torch.set_num_threads(1)
     n = 1024 if ctx.quick else 2048
     rounds, warmup = (3, 1) if ctx.quick else (5, 1)
-    folder, shards = build_data(ctx.workdir / "loaders-data", n, log=ctx.log)
+    if ctx.data is not None and (Path(ctx.data) / "dataset.json").is_file():
+        folder, shards = None, Path(ctx.data)  # the user's shards; no folder copy of them to compare with
+    else:
+        folder, shards = build_data(ctx.workdir / "loaders-data", n, log=ctx.log)
     cuda = torch.cuda.is_available()
     records: list[Record] = []
     for batch_size, k in ((256, 4), (64, 12)):
         size = f"batch {batch_size}"
         common = dict(mode="train", batch_size=batch_size, num_workers=WORKERS, seed=0)
-        variants = {
-            "folder (reference)": _Measure(build_loader(folder, backend="folder", **common), k, batch_size),
-            "torch": _Measure(build_loader(shards, backend="torch", **common), k, batch_size),
-        }
+        variants = {}
+        if folder is not None:
+            variants["folder (reference)"] = _Measure(build_loader(folder, backend="folder", **common), k, batch_size)
+        else:
+            reason = "skipped: --data is a shards folder (no frames/audio copy to time)"
+            records.append(skipped(SCENARIO, "folder (reference)", size, reason, unit="samples/s", higher_is_better=True))
+        variants["torch"] = _Measure(build_loader(shards, backend="torch", **common), k, batch_size)
         if dali_available():
             variants["dali-cpu"] = _Measure(build_loader(shards, backend="dali", **common), k, batch_size)
             if cuda:

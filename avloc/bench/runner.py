@@ -6,6 +6,7 @@ import importlib
 import traceback
 
 from avloc.bench.core import BenchContext, Record, fill_ratios
+from avloc.errors import InputError
 
 SCENARIOS = ("shard", "loaders", "kernels", "train", "evaluate")
 
@@ -19,6 +20,8 @@ def run_scenarios(names, ctx: BenchContext) -> list:
             module = importlib.import_module(f"avloc.bench.{name}")
             records.extend(module.run(ctx))
         except ImportError as exc:
+            if getattr(exc, "name", None) == f"avloc.bench.{name}":
+                raise InputError(f"unknown benchmark scenario {name!r}; known: {', '.join(SCENARIOS)}") from exc
             records.append(Record(scenario=name, variant="*", size="-", value=None, unit="-",
                                   higher_is_better=True, skipped=f"skipped: missing dependency ({exc})"))
         except Exception as exc:  # one broken scenario must not hide the others' results

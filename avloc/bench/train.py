@@ -139,7 +139,7 @@ def quality(out: Path, *, n_clips: int = 320, seed: int = 1, sets=(), log=print)
 
 # The recipe's values except: smaller batch and image, no ImageNet weights (no download), no visual
 # dropout and a higher lr (a from-scratch run of a few hundred steps), fewer epochs.
-QUALITY_SETS = ("batch_size=16", "image_size=128", "visual_weights=none", "visual_dropout=0", "epochs=6",
+QUALITY_SETS = ("batch_size=16", "image_size=128", "visual_weights=none", "visual_dropout=0", "epochs=4",
                 "warmup_epochs=2", "lr=1e-3", "num_workers=1", "loader=torch", "log_every=3", "checkpoint_every=30",
                 "val_batch_size=34", "val_at_start=true", "progress=false")
 

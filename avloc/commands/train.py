@@ -46,8 +46,16 @@ def command(shards, run_dir, config_file, overrides, resume, nproc, global_negat
 
     if nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {nproc}")
-    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if nproc > 1 and not under_torchrun:
+    if not shards.is_dir():
+        raise InputError(f"--shards {shards} is not a directory")
+    base = None
+    saved = run_dir / "config.yaml"
+    if resume and saved.is_file():
+        base = load_saved_config(saved)
+    sets = list(overrides) + (["global_negatives=true"] if global_negatives else [])
+    cfg = build_config(config_file, sets, base=base)  # config problems are reported once, before any launch
+
+    if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         argv = ["--shards", str(shards), "--out", str(run_dir)]
         argv += ["--config", str(config_file)] if config_file else []
         argv += [arg for item in overrides for arg in ("--set", item)]
@@ -55,18 +63,7 @@ def command(shards, run_dir, config_file, overrides, resume, nproc, global_negat
         argv += ["--global-negatives"] if global_negatives else []
         _launch_local_ranks(nproc, argv)
         return
-    if not shards.is_dir():
-        raise InputError(f"--shards {shards} is not a directory")
-    base = None
-    saved = run_dir / "config.yaml"
-    if resume and saved.is_file():
-        base = load_saved_config(saved)
-    overrides = list(overrides)
-    if global_negatives:
-        overrides.append("global_negatives=true")
-    cfg = build_config(config_file, overrides, base=base)
 
     from avloc.training.loop import run_training
 
     run_training(shards, run_dir, config=cfg, resume=resume)
-
