@@ -49,7 +49,7 @@ def _resnet18_trunk(in_channels: int = 3) -> nn.Sequential:
 _TRUNK_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
 
-def _trunk_state_from_resnet(state: dict) -> dict:
+def trunk_state_from_resnet(state: dict) -> dict:
     """Map a torchvision resnet18 state dict (fc.* ignored) onto the Sequential trunk's keys."""
     index = {name: str(i) for i, name in enumerate(_TRUNK_NAMES)}
     out = {}
@@ -60,7 +60,7 @@ def _trunk_state_from_resnet(state: dict) -> dict:
     return out
 
 
-def _imagenet_resnet18_state() -> dict:
+def imagenet_resnet18_state() -> dict:
     from torchvision.models import ResNet18_Weights
 
     weights = ResNet18_Weights.IMAGENET1K_V1
@@ -74,7 +74,7 @@ def _imagenet_resnet18_state() -> dict:
         ) from exc
 
 
-def _file_resnet18_state(path: Path) -> dict:
+def resnet18_state_from_file(path: Path) -> dict:
     if not path.is_file():
         raise InputError(f"visual weights must be 'none', 'imagenet' or an existing file; not found: {path}")
     try:
@@ -97,7 +97,7 @@ class VisualEncoder(nn.Module):
         self.proj = nn.Conv2d(_TRUNK_CHANNELS, dim, kernel_size=1)
 
     def load_trunk(self, state: dict, source: str) -> None:
-        mapped = _trunk_state_from_resnet(state)
+        mapped = trunk_state_from_resnet(state)
         missing, unexpected = self.trunk.load_state_dict(mapped, strict=False)
         if missing or unexpected or not mapped:
             detail = f"missing {len(missing)} keys (e.g. {missing[:1]})" if missing else f"unexpected {unexpected[:1]}"
@@ -143,9 +143,9 @@ class FNACModel(nn.Module):
         if weights == "none":
             init_fnac_(self.visual.trunk)
         elif weights == "imagenet":
-            self.visual.load_trunk(_imagenet_resnet18_state(), "imagenet")
+            self.visual.load_trunk(imagenet_resnet18_state(), "imagenet")
         else:
-            self.visual.load_trunk(_file_resnet18_state(Path(weights)), weights)
+            self.visual.load_trunk(resnet18_state_from_file(Path(weights)), weights)
         self.visual_weights = weights
 
     def forward(self, image: torch.Tensor, spec: torch.Tensor):

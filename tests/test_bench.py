@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from avloc.bench.core import (BenchContext, Record, fill_ratios, interleave, machine_info, percentile, plot_ratios,
+from avloc.bench.core import (BenchContext, fill_ratios, interleave, percentile, plot_ratios,
                               skipped, summarize, table, write_json)
 
 REQUIRED = {"scenario", "variant", "size", "baseline", "value", "unit", "higher_is_better", "ratio_to_baseline"}

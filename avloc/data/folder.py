@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from avloc.data.workers import worker_options
 from avloc import schema
 from avloc.data import augment
 from avloc.data.batch import make_batch, to_device
@@ -95,10 +96,6 @@ class CollateFolder:
                            [-1] * len(good), [None] * len(good))
         batch["_skipped"] = len(errors)
         return batch
-
-
-def _set_worker_threads(_worker_id: int) -> None:
-    torch.set_num_threads(1)
 
 
 def list_folder(root: Path) -> list:
@@ -179,8 +176,7 @@ class FolderLoader:
                    for b in range(start, len(self))]
         workers = max(0, min(self.num_workers, len(batches)))
         loader = DataLoader(dataset, batch_sampler=batches, collate_fn=CollateFolder(self.bad_sample),
-                            num_workers=workers, worker_init_fn=_set_worker_threads if workers else None,
-                            pin_memory=self.device.type == "cuda", prefetch_factor=2 if workers else None)
+                            pin_memory=self.device.type == "cuda", **worker_options(workers))
         self.batches_done = start
         if start == 0:
             self.skipped_this_epoch = 0

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from avloc.data.workers import worker_options
 from avloc import schema
 from avloc.data import augment
 from avloc.data.batch import make_batch, parse_meta, to_device
@@ -38,10 +39,6 @@ def decode_sample(members: dict, aug, image_size: int):
     spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug)
     label, bbox = parse_meta(members[schema.EXT_META])
     return image, spec, label, bbox
-
-
-def _set_worker_threads(_worker_id: int) -> None:
-    torch.set_num_threads(1)
 
 
 class EpochBatches(IterableDataset):
@@ -230,10 +227,8 @@ class TorchShardLoader:
         self._resume_from = 0
         dataset = self.epoch_dataset(start)
         workers = max(0, min(self.num_workers, dataset.num_batches - start))
-        loader = DataLoader(dataset, batch_size=None, num_workers=workers,
-                            worker_init_fn=_set_worker_threads if workers else None,
-                            pin_memory=self.device.type == "cuda", persistent_workers=False,
-                            prefetch_factor=2 if workers else None)
+        loader = DataLoader(dataset, batch_size=None, pin_memory=self.device.type == "cuda",
+                            persistent_workers=False, **worker_options(workers))
         self.batches_done = start
         if start == 0:
             self.skipped_this_epoch = 0

@@ -29,14 +29,14 @@ def is_released_state(state) -> bool:
 
 def released_to_avloc_state(state: dict) -> dict:
     """Rename a released FNAC / EZ-VSL state dict into avloc.model.FNACModel's keys."""
-    from avloc.model import _trunk_state_from_resnet
+    from avloc.model import trunk_state_from_resnet
 
     state = _strip_module(state)
     out, unknown = {}, []
     for part, target in RELEASED_PARTS.items():
         sub = {k[len(part) + 1:]: v for k, v in state.items() if k.startswith(part + ".")}
         if part in TRUNK_PARTS:
-            sub = _trunk_state_from_resnet({k: v for k, v in sub.items() if k.split(".")[0] not in _IGNORED_HEADS})
+            sub = trunk_state_from_resnet({k: v for k, v in sub.items() if k.split(".")[0] not in _IGNORED_HEADS})
         out.update({f"{target}.{k}": v for k, v in sub.items()})
     unknown = [k for k in state if k.split(".")[0] not in RELEASED_PARTS]
     if unknown:

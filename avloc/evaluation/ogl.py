@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from avloc import metrics
 from avloc.errors import InputError
@@ -36,14 +35,14 @@ def build_object_saliency(weights: Optional[Path] = None) -> ObjectSaliency:
 
     encoder = VisualEncoder(dim=1, dropout=0.0)  # only its trunk is used
     if weights is not None:
-        from avloc.model import _file_resnet18_state
+        from avloc.model import resnet18_state_from_file
 
-        encoder.load_trunk(_file_resnet18_state(Path(weights)), str(weights))
+        encoder.load_trunk(resnet18_state_from_file(Path(weights)), str(weights))
     else:
-        from avloc.model import _imagenet_resnet18_state
+        from avloc.model import imagenet_resnet18_state
 
         try:
-            encoder.load_trunk(_imagenet_resnet18_state(), "imagenet")
+            encoder.load_trunk(imagenet_resnet18_state(), "imagenet")
         except InputError as exc:
             cause = exc.__cause__ or exc
             reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:120]

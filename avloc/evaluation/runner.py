@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from avloc.data.workers import worker_options
 from avloc import metrics
 from avloc.errors import InputError
 from avloc.evaluation import media
@@ -84,10 +85,6 @@ def collate_items(samples: list) -> dict:
         batch["gt"] = torch.stack([s["gt"] for s in good])
         batch["spec"] = [s["spec"] for s in good]  # lengths may differ (whole-clip audio)
     return batch
-
-
-def _set_worker_threads(_worker_id: int) -> None:
-    torch.set_num_threads(1)
 
 
 def _chunked(fn: Callable, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -166,8 +163,8 @@ def run_evaluation(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict:
     base_masks = {name: metrics.threshold_masks(metrics.minmax_normalise(
         metrics.upsample_maps(m.unsqueeze(0), cfg.upsample))) for name, m in baseline_maps().items()}
 
-    loader = DataLoader(ItemDataset(items), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
-                        collate_fn=collate_items, worker_init_fn=_set_worker_threads if cfg.workers else None)
+    loader = DataLoader(ItemDataset(items), batch_size=cfg.batch_size, shuffle=False, 
+                        collate_fn=collate_items, **worker_options(cfg.workers))
     n = len(items)
     ciou = np.full(n, np.nan)
     pred_area = np.full(n, np.nan)
