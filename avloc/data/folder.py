@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from avloc.data.workers import worker_options
 from avloc import schema
 from avloc.data import augment
-from avloc.data.batch import make_batch, to_device
+from avloc.data.batch import make_batch
 from avloc.data.shards import BAD_SAMPLE_POLICIES, batches_per_epoch, rank_range
+from avloc.data.workers import WorkerLoaderState, worker_options
 from avloc.errors import InputError
 
 log = logging.getLogger("avloc.data")
@@ -108,7 +108,7 @@ def list_folder(root: Path) -> list:
     return sorted(frame_ids & audio_ids), sorted(frame_ids ^ audio_ids)
 
 
-class FolderLoader:
+class FolderLoader(WorkerLoaderState):
     backend = "folder"
 
     def __init__(self, root, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
@@ -132,11 +132,7 @@ class FolderLoader:
         self.rank, self.world_size = rank, world_size
         self.seed, self.image_size, self.num_workers = seed, image_size, num_workers
         self.drop_last, self.bad_sample = drop_last, bad_sample
-        self.epoch = 0
-        self.batches_done = 0
-        self._resume_from = 0
-        self.skipped_this_epoch = 0
-        self._skipped_runtime = 0
+        self._init_position()
 
     @property
     def num_samples(self) -> int:
@@ -149,17 +145,6 @@ class FolderLoader:
     def __len__(self) -> int:
         return batches_per_epoch(len(self.ids), self.rank, self.world_size, self.batch_size, self.drop_last)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.batches_done = self._resume_from = 0
-
-    def state_dict(self) -> dict:
-        return {"backend": self.backend, "epoch": self.epoch, "batches_done": self.batches_done, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.batches_done = self._resume_from = int(state["batches_done"])
-
     def epoch_order(self) -> list:
         n = len(self.ids)
         order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.train else np.arange(n)
@@ -167,8 +152,7 @@ class FolderLoader:
         return [int(i) for i in order[start:stop]]
 
     def __iter__(self):
-        start = self._resume_from
-        self._resume_from = 0
+        start = self._take_resume_point()
         order = self.epoch_order()
         dataset = FolderSamples(str(self.root), self.ids, order, train=self.train, seed=self.seed, epoch=self.epoch,
                                 rank=self.rank, image_size=self.image_size, bad_sample=self.bad_sample)
@@ -177,16 +161,4 @@ class FolderLoader:
         workers = max(0, min(self.num_workers, len(batches)))
         loader = DataLoader(dataset, batch_sampler=batches, collate_fn=CollateFolder(self.bad_sample),
                             pin_memory=self.device.type == "cuda", **worker_options(workers))
-        self.batches_done = start
-        if start == 0:
-            self.skipped_this_epoch = 0
-        for batch in loader:
-            if "_error" in batch:
-                raise InputError(batch["_error"])
-            skipped = batch.pop("_skipped")
-            self.skipped_this_epoch += skipped
-            self._skipped_runtime += skipped
-            self.batches_done += 1
-            yield to_device(batch, self.device)
-        if self.skipped_this_epoch:
-            log.warning("epoch %d: skipped %d bad sample(s) on rank %d", self.epoch, self.skipped_this_epoch, self.rank)
+        yield from self._stream(loader, start)

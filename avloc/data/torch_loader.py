@@ -19,12 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from avloc.data.workers import worker_options
 from avloc import schema
 from avloc.data import augment
-from avloc.data.batch import make_batch, parse_meta, to_device
+from avloc.data.batch import make_batch, parse_meta
 from avloc.data.shards import ShardSet, buffered_shuffle, plan_epoch, rank_samples
-from avloc.errors import InputError
+from avloc.data.workers import WorkerLoaderState, worker_options
 
 log = logging.getLogger("avloc.data")
 
@@ -156,7 +155,7 @@ class EpochBatches(IterableDataset):
         return batch
 
 
-class TorchShardLoader:
+class TorchShardLoader(WorkerLoaderState):
     backend = "torch"
 
     def __init__(self, shards: ShardSet, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
@@ -173,11 +172,7 @@ class TorchShardLoader:
         self.num_workers = num_workers
         self.drop_last = drop_last
         self.shuffle_buffer = shuffle_buffer
-        self.epoch = 0
-        self.batches_done = 0
-        self._resume_from = 0
-        self.skipped_this_epoch = 0
-        self._skipped_runtime = 0
+        self._init_position()
 
     @property
     def num_samples(self) -> int:
@@ -193,19 +188,6 @@ class TorchShardLoader:
 
     def __len__(self) -> int:
         return self._plan().num_batches
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.batches_done = 0
-        self._resume_from = 0
-
-    def state_dict(self) -> dict:
-        return {"backend": self.backend, "epoch": self.epoch, "batches_done": self.batches_done, "seed": self.seed,
-                "rank": self.rank, "world_size": self.world_size}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.batches_done = self._resume_from = int(state["batches_done"])
 
     def epoch_dataset(self, start_batch: int) -> EpochBatches:
         plan = self._plan()
@@ -223,23 +205,9 @@ class TorchShardLoader:
                             image_size=self.image_size, bad_sample=self.shards.bad_sample)
 
     def __iter__(self):
-        start = self._resume_from
-        self._resume_from = 0
+        start = self._take_resume_point()
         dataset = self.epoch_dataset(start)
         workers = max(0, min(self.num_workers, dataset.num_batches - start))
         loader = DataLoader(dataset, batch_size=None, pin_memory=self.device.type == "cuda",
                             persistent_workers=False, **worker_options(workers))
-        self.batches_done = start
-        if start == 0:
-            self.skipped_this_epoch = 0
-        for batch in loader:
-            if "_error" in batch:
-                raise InputError(batch["_error"])
-            skipped = batch.pop("_skipped")
-            batch.pop("_index")
-            self.skipped_this_epoch += skipped
-            self._skipped_runtime += skipped
-            self.batches_done += 1
-            yield to_device(batch, self.device)
-        if self.skipped_this_epoch:
-            log.warning("epoch %d: skipped %d bad sample(s) on rank %d", self.epoch, self.skipped_this_epoch, self.rank)
+        yield from self._stream(loader, start)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from avloc.data.workers import worker_options
 from avloc import metrics
+from avloc.data.workers import worker_options
 from avloc.errors import InputError
 from avloc.evaluation import media
 from avloc.evaluation.baselines import baseline_maps
