@@ -53,13 +53,17 @@ def _round(x):
     return dmath.floor(x + 0.5)
 
 
-def train_frame(jpg, images, *, image_size: int = augment.IMAGE_SIZE, dtype=types.FLOAT):
-    """Shorter side -> int(1.1 * size) bicubic, random size x size crop, random flip, normalise, CHW.
+# Source pixels kept around the crop's source box when only that window is decoded: more than
+# the bicubic filter's reach (2 taps each side, widened by the ~1.04x downscale), so every tap
+# the resize reads is a real pixel, as in a full decode.
+WINDOW_MARGIN = 4
 
-    As in augment.train_crop_box, the resize + crop is done as one resize of the crop's source
-    box (``roi_start``/``roi_end`` in source pixels) to size x size: the same sampling
-    positions, without resampling pixels the crop discards. ``jpg`` gives the source shape
-    from the JPEG header (``peek_image_shape``), before decoding.
+
+def crop_source_box(jpg, image_size: int = augment.IMAGE_SIZE):
+    """A random train crop as its box in source pixels: (height, width, (y0, x0, y1, x1)).
+
+    The crop is size x size of the frame resized to shorter side int(1.1 * size), as in
+    augment.train_crop_box; the source shape comes from the JPEG header (``peek_image_shape``).
     """
     shape = fn.cast(fn.peek_image_shape(jpg), dtype=types.FLOAT)  # [H, W, C]
     height, width = shape[0], shape[1]
@@ -69,10 +73,41 @@ def train_frame(jpg, images, *, image_size: int = augment.IMAGE_SIZE, dtype=type
     top = _round(fn.random.uniform(range=[0.0, 1.0]) * (new_h - image_size))
     left = _round(fn.random.uniform(range=[0.0, 1.0]) * (new_w - image_size))
     sy, sx = height / new_h, width / new_w
-    images = fn.resize(images, resize_x=image_size, resize_y=image_size, interp_type=types.INTERP_CUBIC,
-                       roi_start=fn.stack(top * sy, left * sx), roi_end=fn.stack((top + image_size) * sy,
-                                                                                 (left + image_size) * sx),
-                       roi_relative=False)
+    return height, width, (top * sy, left * sx, (top + image_size) * sy, (left + image_size) * sx)
+
+
+def decode_window(jpg, height, width, box):
+    """Decode (CPU) only the part of the frame the resize of ``box`` reads; returns the pixels
+    and the box relative to them. libjpeg-turbo region decoding is pixel-identical to a full
+    decode cut down, and skips the IDCT of what the crop never sees (~40% of a 4:3 frame)."""
+    y0, x0, y1, x1 = box
+    wy0 = dmath.max(dmath.floor(y0) - WINDOW_MARGIN, 0.0)
+    wx0 = dmath.max(dmath.floor(x0) - WINDOW_MARGIN, 0.0)
+    wy1 = dmath.min(dmath.ceil(y1) + WINDOW_MARGIN, height)
+    wx1 = dmath.min(dmath.ceil(x1) + WINDOW_MARGIN, width)
+    images = fn.decoders.image_slice(jpg, fn.stack(wy0, wx0), fn.stack(wy1 - wy0, wx1 - wx0), axis_names="HW",
+                                     normalized_anchor=False, normalized_shape=False, device="cpu",
+                                     output_type=types.RGB)
+    return images, (y0 - wy0, x0 - wx0, y1 - wy0, x1 - wx0)
+
+
+def resize_box(images, box, image_size: int = augment.IMAGE_SIZE):
+    """Bicubic resize of ``box`` (source pixels, y0 x0 y1 x1) to size x size: resize + crop in
+    one pass, without resampling pixels the crop discards."""
+    y0, x0, y1, x1 = box
+    return fn.resize(images, resize_x=image_size, resize_y=image_size, interp_type=types.INTERP_CUBIC,
+                     roi_start=fn.stack(y0, x0), roi_end=fn.stack(y1, x1), roi_relative=False)
+
+
+def train_frame(jpg, *, gpu: bool, image_size: int = augment.IMAGE_SIZE, dtype=types.FLOAT):
+    """Shorter side -> int(1.1 * size) bicubic, random size x size crop, random flip, normalise,
+    CHW. The CPU decodes only the crop's window; the GPU (nvJPEG) decodes the whole frame."""
+    height, width, box = crop_source_box(jpg, image_size)
+    if gpu:
+        images = decode_frame(jpg, gpu=True)
+    else:
+        images, box = decode_window(jpg, height, width, box)
+    images = resize_box(images, box, image_size)
     return _normalise(images, dtype=dtype, mirror=fn.random.coin_flip(probability=0.5))
 
 
@@ -94,14 +129,16 @@ def _mask_start(width, axis_len):
     return dmath.min(dmath.floor(u * (axis_len - width + 1.0)), axis_len - width)
 
 
-def spec_augment(spec, *, frames: int = schema.SPEC_FRAMES):
-    """One frequency mask and one time mask, widths uniform in [0, MASK_MAX_WIDTH], zero fill."""
+def spec_augment(spec, *, frames: int = schema.SPEC_FRAMES, fill_value: float = 0.0):
+    """One frequency mask and one time mask, widths uniform in [0, MASK_MAX_WIDTH], filled with
+    ``fill_value`` (log-spectrogram units; the recipe's 0.0, see augment.SPEC_MASK_FILLS)."""
     widths = list(range(augment.MASK_MAX_WIDTH + 1))
     f_width = fn.cast(fn.random.uniform(values=widths, dtype=types.INT32), dtype=types.FLOAT)
     t_width = fn.cast(fn.random.uniform(values=widths, dtype=types.INT32), dtype=types.FLOAT)
     spec = fn.erase(spec, anchor=_mask_start(f_width, float(schema.SPEC_BINS)), shape=f_width, axis_names="H",
-                    fill_value=0.0)
-    return fn.erase(spec, anchor=_mask_start(t_width, float(frames)), shape=t_width, axis_names="W", fill_value=0.0)
+                    fill_value=fill_value)
+    return fn.erase(spec, anchor=_mask_start(t_width, float(frames)), shape=t_width, axis_names="W",
+                    fill_value=fill_value)
 
 
 def scale_spec(spec):

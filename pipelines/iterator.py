@@ -68,7 +68,10 @@ class DaliShardLoader:
 
     def __init__(self, shards: ShardSet, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
                  world_size: int = 1, seed: int = 12345, image_size: int = 224, num_workers: int = 2,
-                 drop_last: bool = True, shuffle_buffer: int = 1024, prefetch: int = 2):
+                 drop_last: bool = True, shuffle_buffer: int = 1024, prefetch: int = 2, spec_mask_fill: str = "zero"):
+        from avloc.data import augment
+
+        self.mask_fill = augment.mask_fill_value(spec_mask_fill)
         self.shards = shards
         self.mode, self.train = mode, mode == "train"
         self.batch_size = batch_size
@@ -139,8 +142,9 @@ class DaliShardLoader:
         shards = self.shards.shards
         paths = [str(shards[i].tar) for i in plan.shard_order]
         index_paths = [self._index_paths[i] for i in plan.shard_order]
+        extra = {"mask_fill": self.mask_fill} if self.train else {}
         make = train_pipeline if self.train else eval_pipeline
-        pipe = make(paths, index_paths, shard_id=self.rank, num_shards=self.world_size,
+        pipe = make(paths, index_paths, **extra, shard_id=self.rank, num_shards=self.world_size,
                     reader_seed=_derived_seed(self.seed, self.epoch, self.rank, 1), gpu=self.gpu,
                     image_size=self.image_size, shuffle_buffer=self.shuffle_buffer,
                     batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id,

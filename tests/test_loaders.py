@@ -120,6 +120,36 @@ def test_augmentation_statistics(shards, backend):
     assert max(s for s, w in t_spans if w) > 150
 
 
+SILENCE = (torch.tensor(augment.SPEC_MASK_FILLS["silence"], dtype=torch.float32) / schema.SPEC_SCALE).item()
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+def test_spec_mask_fill_silence(shards, backend):
+    """With spec_mask_fill="silence" the masks hold log(1e-7) / 12 instead of zero, at the same
+    positions as with zero fill (same draws), and nothing else changes."""
+    root, _ = shards
+    zero = next(iter(load(root, backend, mode="train", batch_size=8)))
+    silent = next(iter(load(root, backend, mode="train", batch_size=8, spec_mask_fill="silence")))
+    assert zero["key"] == silent["key"] and torch.equal(zero["image"], silent["image"])
+    masked = 0
+    for z, q, key in zip(zero["spec"], silent["spec"], silent["key"]):
+        expected = stored_spec(key)
+        assert not (q == 0).any()
+        assert torch.equal(z == 0, q == SILENCE)  # the same cells, other value
+        masked += int((q == SILENCE).sum())
+        kept = q != SILENCE
+        assert torch.equal(q[kept], expected[kept])
+    assert masked > 0
+
+
+def test_spec_mask_fill_folder_and_bad_value(folder, shards):
+    root, ids = folder
+    spec = next(iter(build_loader(root, mode="train", batch_size=6, num_workers=0, spec_mask_fill="silence")))["spec"]
+    assert (spec == SILENCE).any() and not (spec == 0).any()
+    with pytest.raises(InputError, match="spec_mask_fill must be one of zero, silence"):
+        build_loader(shards[0], backend="torch", spec_mask_fill="mean")
+
+
 def test_augment_draws_are_uniform():
     rng = np.random.default_rng(0)
     draws = [augment.draw_augment(rng) for _ in range(20000)]

@@ -86,6 +86,31 @@ def test_sounding_object_is_not_centred_and_distractors_are_other_classes(clipse
         assert min(x1, y1, 1 - x2, 1 - y2) < 0.07, it["bbox"]
         assert abs((x1 + x2) / 2 - 0.5) + abs((y1 + y2) / 2 - 0.5) > 0.08, it["bbox"]
         assert it["distractors"] and all(d["class_index"] != it["class_index"] for d in it["distractors"])
+        # default "silent" looks: no distractor looks like any class of the set
+        assert all(d["class_index"] >= 6 for d in it["distractors"]), it["distractors"]
+
+
+@pytest.mark.parametrize("looks", ["silent", "class"])
+def test_distractor_looks(looks):
+    n_classes = 5
+    seen = set()
+    for p in plan_clips(40, seed=1, n_classes=n_classes, duration=4.0, test_fraction=0.0, distractor_looks=looks):
+        sounding = [o.class_index for o in p["scene"].objects if o.sounding]
+        distractors = [o.class_index for o in p["scene"].objects if not o.sounding]
+        assert sounding == [p["class_index"]] and 2 <= len(distractors) <= 3
+        assert p["class_index"] not in distractors
+        seen.update(distractors)
+    if looks == "silent":
+        assert seen and min(seen) >= n_classes
+    else:
+        assert seen == set(range(n_classes))
+
+
+def test_silent_looks_need_a_spare_class(tmp_path):
+    with pytest.raises(InputError, match="distractor looks 'class'"):
+        generate_clips(tmp_path, 1, n_classes=len(CLASS_NAMES))
+    with pytest.raises(InputError, match="distractor looks"):
+        generate_clips(tmp_path, 1, n_classes=2, distractor_looks="others")
 
 
 def test_streams_are_h264_aac_at_the_requested_format(clipset):

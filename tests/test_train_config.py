@@ -19,6 +19,17 @@ def test_defaults_are_the_published_recipe():
     assert (cfg.tau, cfg.dim, cfg.visual_dropout, cfg.audio_dropout) == (0.03, 512, 0.9, 0.0)
     assert (cfg.visual_weights, cfg.seed, cfg.drop_last, cfg.image_size) == ("imagenet", 12345, True, 224)
     assert cfg.val_split == "val" and cfg.fg_threshold == 0.6
+    assert cfg.spec_mask_fill == "zero"  # fnac.md 1.2
+
+
+def test_spec_mask_fill_choices_match_the_loaders():
+    from avloc.data.augment import SPEC_MASK_FILLS
+    from avloc.training.config import SPEC_MASK_FILL_CHOICES
+
+    assert SPEC_MASK_FILL_CHOICES == tuple(SPEC_MASK_FILLS)
+    assert build_config(None, ["spec_mask_fill=silence"]).spec_mask_fill == "silence"
+    with pytest.raises(ConfigError, match="spec_mask_fill: 'mean' is not one of zero|silence"):
+        build_config(None, ["spec_mask_fill=mean"])
 
 
 def test_file_then_set_overrides(tmp_path):

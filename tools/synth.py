@@ -37,7 +37,8 @@ from avloc.ffmpeg_bin import ffmpeg_exe
 from avloc.schema import canonical_clip_id
 from avloc.tools.shard_writer import atomic_write_bytes
 from avloc.tools.synth_audio import class_frequency, render_mix, sample_sound, to_pcm16
-from avloc.tools.synth_scene import CLASS_NAMES, MAX_CLASSES, Scene, SceneRenderer, mask_box, object_box, sample_scene
+from avloc.tools.synth_scene import (CLASS_NAMES, MAX_CLASSES, Scene, SceneRenderer, distractor_pool, mask_box, object_box,
+                                     sample_scene)
 
 YTID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 CONTAINERS = {"mp4": "mp4", "webm": "webm", "mkv": "matroska"}
@@ -281,7 +282,15 @@ def _write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def plan_clips(n_clips: int, *, seed: int, n_classes: int, duration: float, test_fraction: float) -> list:
+def check_distractor_looks(n_classes: int, looks: str) -> None:
+    try:
+        distractor_pool([0], n_classes, looks)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def plan_clips(n_clips: int, *, seed: int, n_classes: int, duration: float, test_fraction: float,
+               distractor_looks: str = "silent") -> list:
     """Ids, labels, splits, scenes and sounds of a set; a pure function of its arguments."""
     names = class_names(n_classes)
     rng = np.random.default_rng([seed, 7021])
@@ -297,7 +306,7 @@ def plan_clips(n_clips: int, *, seed: int, n_classes: int, duration: float, test
     for i in range(n_clips):
         crng = np.random.default_rng([seed, 7022, i])
         cls = int(classes[i])
-        scene = sample_scene(crng, [cls], n_classes, reference_time=t_ref)
+        scene = sample_scene(crng, [cls], n_classes, reference_time=t_ref, distractor_looks=distractor_looks)
         plans.append({
             "id": canonical_clip_id(ytids[i], int(starts[i])),
             "ytid": ytids[i],
@@ -329,6 +338,7 @@ def generate_clips(
     channels: int = 1,
     test_fraction: float = 0.2,
     frame_noise: float = 0.0,
+    distractor_looks: str = "silent",
     workers: int = 1,
     progress: bool = False,
     overwrite: bool = False,
@@ -339,6 +349,8 @@ def generate_clips(
     aac; webm: libvpx-vp9 + libopus). ``frame_noise`` > 0 adds per-frame sensor noise of that
     standard deviation (8-bit levels): slower to write, but every frame then differs, as in real
     footage, which matters when the clips are used to measure decoding throughput.
+    ``distractor_looks``: "silent" (distractors look like classes outside the set) or "class"
+    (they look like the set's other classes); see avloc.tools.synth_scene.
     """
     if n_clips < 1:
         raise InputError(f"n_clips must be at least 1, got {n_clips}")
@@ -356,6 +368,7 @@ def generate_clips(
         raise InputError(f"sample rate {sample_rate} Hz is too low for {n_classes} classes' tones")
     video_codec, audio_codec = check_codecs(container, video_codec, audio_codec)
     names = class_names(n_classes)
+    check_distractor_looks(n_classes, distractor_looks)
 
     root = Path(out_dir)
     clips_dir = root / "clips"
@@ -370,7 +383,7 @@ def generate_clips(
         "n_clips": n_clips, "seed": seed, "n_classes": n_classes, "duration": duration, "fps": fps,
         "width": width, "height": height, "container": container, "video_codec": video_codec,
         "audio_codec": audio_codec, "sample_rate": sample_rate, "channels": channels,
-        "test_fraction": test_fraction, "frame_noise": frame_noise,
+        "test_fraction": test_fraction, "frame_noise": frame_noise, "distractor_looks": distractor_looks,
     }
     manifest_path = root / MANIFEST_NAME
     if manifest_path.exists() and not overwrite:
@@ -390,7 +403,8 @@ def generate_clips(
     settings = EncodeSettings(container, video_codec, audio_codec, width, height, float(fps), float(duration),
                               sample_rate, channels, threads=1 if workers > 1 else 0, frame_noise=frame_noise)
     t_centre = centre_frame_time(duration, fps)
-    plans = plan_clips(n_clips, seed=seed, n_classes=n_classes, duration=duration, test_fraction=test_fraction)
+    plans = plan_clips(n_clips, seed=seed, n_classes=n_classes, duration=duration, test_fraction=test_fraction,
+                       distractor_looks=distractor_looks)
     items, jobs = [], []
     for p in plans:
         scene = dataclasses.replace(p["scene"], reference_time=t_centre)

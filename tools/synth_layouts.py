@@ -36,7 +36,7 @@ from PIL import Image
 
 from avloc.errors import AvlocError, InputError
 from avloc.tools.shard_writer import atomic_write_bytes
-from avloc.tools.synth import class_names, make_ytids, run_jobs
+from avloc.tools.synth import check_distractor_looks, class_names, make_ytids, run_jobs
 from avloc.tools.synth_audio import render_mix, sample_sound, wav_bytes
 from avloc.tools.synth_scene import Scene, SceneRenderer, mask_box, sample_scene
 
@@ -194,6 +194,7 @@ def write_benchmark(
     layout: str = "flat",
     train_items: int = 1,
     val_items: int = 1,
+    distractor_looks: str = "silent",
     workers: int = 1,
     progress: bool = False,
 ) -> BenchmarkSet:
@@ -212,6 +213,7 @@ def write_benchmark(
     if n_classes < min_classes:
         raise InputError(f"{benchmark} needs at least {min_classes} classes, got {n_classes}")
     names = class_names(n_classes)
+    check_distractor_looks(n_classes, distractor_looks)
     if layout not in ("flat", "split"):
         raise InputError(f"flickr layout must be 'flat' or 'split', got {layout!r}")
     image_format = image_format or "jpg"
@@ -231,7 +233,8 @@ def write_benchmark(
     planner = {"vggss": _plan_vggss, "flickr": _plan_flickr, "avsbench-s4": _plan_s4, "avsbench-ms3": _plan_ms3}[benchmark]
     rng = np.random.default_rng([seed, 7031, BENCHMARKS.index(benchmark)])
     bset, jobs = planner(out, rng, n_items, names, width=width, height=height, image_format=image_format,
-                         layout=layout, train_items=train_items, val_items=val_items, seed=seed)
+                         layout=layout, train_items=train_items, val_items=val_items, seed=seed,
+                         distractor_looks=distractor_looks)
     results = run_jobs(jobs, run_item_job, workers, progress, f"synth {benchmark}")
     failed = [r for r in results if not r["ok"]]
     if failed:
@@ -266,18 +269,19 @@ def _finish(bset: BenchmarkSet, names: list) -> None:
     _write(bset.root / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
 
 
-def _single_source(rng, names, *, reference_time, size_by="box", area_range=(0.27, 0.48), drift=0.01):
+def _single_source(rng, names, *, reference_time, distractor_looks, size_by="box", area_range=(0.27, 0.48),
+                   drift=0.01):
     cls = int(rng.integers(len(names)))
     scene = sample_scene(rng, [cls], len(names), reference_time=reference_time, size_by=size_by,
-                         area_range=area_range, drift=drift)
+                         area_range=area_range, drift=drift, distractor_looks=distractor_looks)
     return cls, scene, [sample_sound(rng, cls)]
 
 
-def _plan_vggss(out, rng, n, names, *, width, height, image_format, seed, **_):
+def _plan_vggss(out, rng, n, names, *, width, height, image_format, seed, distractor_looks, **_):
     ids = [f"{y}_{int(s):06d}" for y, s in zip(make_ytids(rng, n), rng.integers(0, 600, size=n))]
     items, jobs = [], []
     for clip_id in ids:
-        cls, scene, sounds = _single_source(rng, names, reference_time=5.0)
+        cls, scene, sounds = _single_source(rng, names, reference_time=5.0, distractor_looks=distractor_looks)
         frame = out / "frames" / f"{clip_id}.{image_format}"
         audio = out / "audio" / f"{clip_id}.wav"
         items.append({"id": clip_id, "label": names[cls], "class_index": cls, "split": "test",
@@ -288,7 +292,7 @@ def _plan_vggss(out, rng, n, names, *, width, height, image_format, seed, **_):
     return BenchmarkSet(out, "vggss", items, files), jobs
 
 
-def _plan_flickr(out, rng, n, names, *, width, height, image_format, layout, **_):
+def _plan_flickr(out, rng, n, names, *, width, height, image_format, layout, distractor_looks, **_):
     ids, seen = [], set()
     while len(ids) < n:
         fid = str(int(rng.integers(10**9, 2 * 10**10)))
@@ -297,7 +301,7 @@ def _plan_flickr(out, rng, n, names, *, width, height, image_format, layout, **_
             ids.append(fid)
     items, jobs = [], []
     for fid in ids:
-        cls, scene, sounds = _single_source(rng, names, reference_time=5.0)
+        cls, scene, sounds = _single_source(rng, names, reference_time=5.0, distractor_looks=distractor_looks)
         if layout == "flat":
             frame, audio, xml = out / f"{fid}.{image_format}", out / f"{fid}.wav", out / f"{fid}.xml"
         else:
@@ -326,14 +330,15 @@ def _avs_names(rng, n) -> list:
     return [f"{y}_{int(k)}" for y, k in zip(make_ytids(rng, n), rng.integers(0, 30, size=n))]
 
 
-def _plan_s4(out, rng, n, names, *, train_items, val_items, **_):
+def _plan_s4(out, rng, n, names, *, train_items, val_items, distractor_looks, **_):
     root = out / "Single-source"
     data = root / "s4_data"
     splits = _split_plan(n, train_items, val_items)
     items, jobs = [], []
     for idx, (name, split) in enumerate(zip(_avs_names(rng, len(splits)), splits)):
         cls, scene, sounds = _single_source(rng, names, reference_time=AVS_DURATION / 2, size_by="mask",
-                                            area_range=(0.27, 0.42), drift=0.015)
+                                            area_range=(0.27, 0.42), drift=0.015,
+                                            distractor_looks=distractor_looks)
         cat = category_folder(names[cls])
         frames = [data / "visual_frames" / split / cat / name / f"{name}_{k}.png" for k in range(1, AVS_FRAMES + 1)]
         masks = [data / "gt_masks" / split / cat / name / f"{name}_{k}.png" if (split != "train" or k == 1) else None
@@ -350,7 +355,7 @@ def _plan_s4(out, rng, n, names, *, train_items, val_items, **_):
     return BenchmarkSet(root, "avsbench-s4", items, {"meta": root / "s4_meta_data.csv"}), jobs
 
 
-def _plan_ms3(out, rng, n, names, *, train_items, val_items, **_):
+def _plan_ms3(out, rng, n, names, *, train_items, val_items, distractor_looks, **_):
     root = out / "Multi-sources"
     data = root / "ms3_data"
     splits = _split_plan(n, train_items, val_items)
@@ -358,7 +363,8 @@ def _plan_ms3(out, rng, n, names, *, train_items, val_items, **_):
     for name, split in zip(_avs_names(rng, len(splits)), splits):
         classes = [int(c) for c in rng.choice(len(names), size=2, replace=False)]
         scene = sample_scene(rng, classes, len(names), reference_time=AVS_DURATION / 2, size_by="mask",
-                             area_range=(0.3, 0.48), n_distractors=int(rng.integers(1, 3)), drift=0.015)
+                             area_range=(0.3, 0.48), n_distractors=int(rng.integers(1, 3)), drift=0.015,
+                             distractor_looks=distractor_looks)
         sounds = [sample_sound(rng, c) for c in classes]
         frames = [data / "visual_frames" / name / f"{name}.mp4_{k}.png" for k in range(1, AVS_FRAMES + 1)]
         masks = [data / "gt_masks" / split / name / f"{name}_{k}.png" for k in range(1, AVS_FRAMES + 1)]

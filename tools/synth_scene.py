@@ -2,7 +2,11 @@
 
 A scene is described in resolution-free units (fractions of the frame, seconds), so the same
 scene renders a 160x120 clip, a 224x224 AVSBench frame or a 256x256 Flickr image. Each class
-has a fixed appearance (shape + colour); distractors wear other classes' appearances.
+has a fixed appearance (shape + colour). Distractors wear, by default, the appearances of classes
+outside the set, which never sound in it ("silent" looks), as in real footage where the visible
+but silent things are mostly not other sound classes; ``distractor_looks="class"`` makes them wear
+the other sounding classes' looks instead, a harder and partly ambiguous set (a pair logit that is
+a max over positions then finds a clip's own sound's look in many other clips' frames).
 
 Geometry is chosen for the median-threshold protocol (fnac.md 5): a sounding object covers
 25-50% of the frame (its box, or its silhouette when masks are the ground truth), sits against
@@ -41,6 +45,7 @@ CLASS_NAMES = (
     "female speech, woman speaking",
 )
 MAX_CLASSES = len(CLASS_NAMES)
+DISTRACTOR_LOOKS = ("silent", "class")
 
 # Saturated colours, far apart in RGB and from the low-saturation background.
 CLASS_COLOURS = (
@@ -309,6 +314,21 @@ def _edge_position(rng: np.random.Generator, w: float, h: float) -> tuple[float,
     return float(np.clip(cx, w / 2, 1 - w / 2)), float(np.clip(cy, h / 2, 1 - h / 2))
 
 
+def distractor_pool(sounding_classes: list, n_classes: int, looks: str = "silent") -> list:
+    """Class indices whose appearances distractors may wear."""
+    if looks == "silent":
+        pool = list(range(n_classes, MAX_CLASSES))
+        if not pool:
+            raise ValueError(f"silent distractor looks need at most {MAX_CLASSES - 1} classes "
+                             f"(got {n_classes}); use distractor looks 'class'")
+        return pool
+    if looks != "class":
+        raise ValueError(f"distractor looks must be one of {', '.join(DISTRACTOR_LOOKS)}, got {looks!r}")
+    others = [c for c in range(n_classes) if c not in sounding_classes]
+    # With a single class, appearances of classes outside the set (never sounding here).
+    return others or [c for c in range(MAX_CLASSES) if c not in sounding_classes]
+
+
 def sample_scene(
     rng: np.random.Generator,
     sounding_classes: list,
@@ -320,6 +340,7 @@ def sample_scene(
     size_by: str = "box",
     drift: float = 0.01,
     distractor_scale: tuple = (1.0, 1.8),
+    distractor_looks: str = "silent",
 ) -> Scene:
     """Sample a scene with the given sounding classes (one, or several for multi-source).
 
@@ -328,13 +349,10 @@ def sample_scene(
     AVSBench style); the default keeps a margin inside 25-50% because a rasterised shape's
     tight box is up to a pixel smaller per side than its nominal one. Distractors are as large
     as the sounding object or larger (``distractor_scale``), so "the biggest object" is not
-    the answer either, and are placed to overlap it as little as possible.
+    the answer either, and are placed to overlap it as little as possible. ``distractor_looks``:
+    see the module docstring.
     """
-    # Distractors wear the other classes' appearances; with a single class, appearances of
-    # classes outside the set (never sounding here).
-    others = [c for c in range(n_classes) if c not in sounding_classes]
-    if not others:
-        others = [c for c in range(MAX_CLASSES) if c not in sounding_classes]
+    others = distractor_pool(sounding_classes, n_classes, distractor_looks)
     if n_distractors is None:
         n_distractors = int(rng.integers(2, 4))
     total = rng.uniform(*area_range)

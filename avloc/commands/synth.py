@@ -57,12 +57,15 @@ class FrameSize(click.ParamType):
               help="Test items per benchmark.")
 @click.option("--flickr-layout", type=click.Choice(["flat", "split"]), default="flat", show_default=True,
               help="Flickr: all files in one folder, or frames/ audio/ Annotations/.")
+@click.option("--distractors", "distractor_looks", type=click.Choice(["silent", "class"]), default="silent",
+              show_default=True, help="Distractor objects look like classes outside the set (silent) or like "
+                                      "the set's other classes (class: harder, partly ambiguous).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
 @click.option("--overwrite", is_flag=True, help="Regenerate clips that already exist (other settings allowed).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def command(out_dir, n_clips, seed, n_classes, duration, fps, size, container, video_codec, audio_codec,
-            sample_rate, stereo, test_fraction, frame_noise, benchmark, n_items, flickr_layout, workers, overwrite,
-            no_progress):
+            sample_rate, stereo, test_fraction, frame_noise, benchmark, n_items, flickr_layout, distractor_looks,
+            workers, overwrite, no_progress):
     """Generate synthetic clips (one sounding object whose look and sound follow its class) and,
     with --benchmark, evaluation sets in the VGG-SS, Flickr-SoundNet and AVSBench layouts."""
     from avloc.tools.synth import generate_clips
@@ -76,7 +79,8 @@ def command(out_dir, n_clips, seed, n_classes, duration, fps, size, container, v
         s = generate_clips(out_dir, n_clips or 32, seed=seed, n_classes=n_classes, duration=duration, fps=fps,
                            width=width, height=height, container=container, video_codec=video_codec,
                            audio_codec=audio_codec, sample_rate=sample_rate, channels=2 if stereo else 1,
-                           test_fraction=test_fraction, frame_noise=frame_noise, workers=workers, progress=progress,
+                           test_fraction=test_fraction, frame_noise=frame_noise, distractor_looks=distractor_looks,
+                           workers=workers, progress=progress,
                            overwrite=overwrite)
         n_test = sum(it["split"] == "test" for it in s.items)
         click.echo(f"clips: {len(s.items)} in {s.clips_dir} ({s.generated} written, {len(s.items) - s.generated} "
@@ -86,7 +90,8 @@ def command(out_dir, n_clips, seed, n_classes, duration, fps, size, container, v
         names = BENCHMARK_FOLDERS if benchmark == "all" else [benchmark]
         for name in names:
             b = write_benchmark(out_dir / BENCHMARK_FOLDERS[name], name, n_items, seed=seed,
-                                n_classes=n_classes, layout=flickr_layout, workers=workers,
+                                n_classes=n_classes, layout=flickr_layout, distractor_looks=distractor_looks,
+                                workers=workers,
                                 progress=progress)
             n_test = sum(it["split"] == "test" for it in b.items)
             click.echo(f"{name}: {n_test} test items ({len(b.items)} in all) in {b.root}")

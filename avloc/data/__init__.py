@@ -42,7 +42,7 @@ def resolve_backend(source: Path, backend: str) -> str:
 def build_loader(source, *, split: str = "train", mode: str = "train", batch_size: int = 256, backend: str = "auto",
                  device="cpu", rank: int = 0, world_size: int = 1, seed: int = 12345, image_size: int = 224,
                  num_workers: int = 2, drop_last: Optional[bool] = None, bad_sample: str = "error",
-                 shuffle_buffer: int = 1024):
+                 shuffle_buffer: int = 1024, spec_mask_fill: str = "zero"):
     """An iterable over batches of ``split`` of ``source`` (a shards dir, or a folder for backend 'folder')."""
     source = Path(source)
     if not source.is_dir():
@@ -53,11 +53,15 @@ def build_loader(source, *, split: str = "train", mode: str = "train", batch_siz
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if not 0 <= rank < world_size:
         raise InputError(f"rank {rank} is outside world_size {world_size}")
+    from avloc.data.augment import SPEC_MASK_FILLS
+
+    if spec_mask_fill not in SPEC_MASK_FILLS:
+        raise InputError(f"spec_mask_fill must be one of {', '.join(SPEC_MASK_FILLS)}, got {spec_mask_fill!r}")
     if drop_last is None:
         drop_last = mode == "train"
     backend = resolve_backend(source, backend)
     common = dict(mode=mode, batch_size=batch_size, device=device, rank=rank, world_size=world_size, seed=seed,
-                  image_size=image_size, num_workers=num_workers, drop_last=drop_last)
+                  image_size=image_size, num_workers=num_workers, drop_last=drop_last, spec_mask_fill=spec_mask_fill)
     if backend == "folder":
         from avloc.data.folder import FolderLoader
 

@@ -28,6 +28,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MASK_MAX_WIDTH = 9  # mask widths are uniform integers in [0, MASK_MAX_WIDTH]
 SHUFFLE_BUFFER = 1024
+# What SpecAugment writes into its masks, in log-spectrogram units (before the division by 12).
+# "zero" is the recipe (fnac.md 1.2); since the log-spectrogram of audio in [-1, 1] is negative
+# everywhere (about -16 to -5), a zero band is the loudest thing in the spectrogram. "silence"
+# writes log(LOG_FLOOR), the value of digital silence, which is what a mask is meant to be; an
+# encoder trained from scratch on the synthetic clips collapses with zero fill and learns with
+# silence fill (benchmarks/results/train-quality-cpu.md).
+SPEC_MASK_FILLS = {"zero": 0.0, "silence": float(np.log(schema.LOG_FLOOR))}
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -113,11 +120,18 @@ def mask_spans(aug: SampleAugment, bins: int, frames: int) -> tuple:
     return (f0, f0 + aug.freq_width), (t0, t0 + aug.time_width)
 
 
-def spec_tensor(log_spec: np.ndarray, aug: SampleAugment = None) -> torch.Tensor:
+def mask_fill_value(name: str) -> float:
+    if name not in SPEC_MASK_FILLS:
+        raise ValueError(f"spec_mask_fill must be one of {', '.join(SPEC_MASK_FILLS)}, got {name!r}")
+    return SPEC_MASK_FILLS[name]
+
+
+def spec_tensor(log_spec: np.ndarray, aug: SampleAugment = None, mask_fill: str = "zero") -> torch.Tensor:
     """[257, T] log-spectrogram (any float dtype) -> [1, 257, T] float32 / 12, masked when ``aug`` is given."""
     spec = torch.from_numpy(np.asarray(log_spec, dtype=np.float32).copy()).unsqueeze(0)
     if aug is not None:
+        fill = mask_fill_value(mask_fill)
         (f0, f1), (t0, t1) = mask_spans(aug, spec.shape[1], spec.shape[2])
-        spec[:, f0:f1, :] = 0.0
-        spec[:, :, t0:t1] = 0.0
+        spec[:, f0:f1, :] = fill
+        spec[:, :, t0:t1] = fill
     return spec.div_(schema.SPEC_SCALE)

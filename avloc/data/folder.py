@@ -39,7 +39,7 @@ def read_wav(path: Path) -> tuple:
     return mono, sr
 
 
-def load_folder_sample(frame_path: Path, audio_path: Path, aug, image_size: int):
+def load_folder_sample(frame_path: Path, audio_path: Path, aug, image_size: int, mask_fill: str = "zero"):
     from PIL import Image
 
     from avloc.spectrogram import fnac_spectrogram_from_samples
@@ -51,14 +51,14 @@ def load_folder_sample(frame_path: Path, audio_path: Path, aug, image_size: int)
     if sr != schema.SAMPLE_RATE:
         raise ValueError(f"audio is {sr} Hz, the recipe needs {schema.SAMPLE_RATE} Hz")
     log_spec, _, _ = fnac_spectrogram_from_samples(samples, sr)
-    return image, augment.spec_tensor(log_spec, aug)
+    return image, augment.spec_tensor(log_spec, aug, mask_fill)
 
 
 class FolderSamples(Dataset):
     """Map-style, one sample per item as in the published code: item p = position p of one rank's epoch."""
 
     def __init__(self, root: str, ids: list, order: list, *, train: bool, seed: int, epoch: int, rank: int,
-                 image_size: int, bad_sample: str):
+                 image_size: int, bad_sample: str, spec_mask_fill: str = "zero"):
         self.root = Path(root)
         self.ids = ids
         self.order = order  # position in this rank's epoch -> index into ids
@@ -66,6 +66,7 @@ class FolderSamples(Dataset):
         self.seed, self.epoch, self.rank = seed, epoch, rank
         self.image_size = image_size
         self.bad_sample = bad_sample
+        self.spec_mask_fill = spec_mask_fill
 
     def __len__(self) -> int:
         return len(self.order)
@@ -75,7 +76,7 @@ class FolderSamples(Dataset):
         aug = augment.draw_augment(augment.batch_rng(self.seed, self.epoch, self.rank, position)) if self.train else None
         try:
             image, spec = load_folder_sample(self.root / "frames" / f"{key}.jpg", self.root / "audio" / f"{key}.wav",
-                                             aug, self.image_size)
+                                             aug, self.image_size, self.spec_mask_fill)
         except Exception as exc:  # any unreadable frame or wav is this sample's fault
             return {"_error": f"bad sample {key!r} in {self.root}: {type(exc).__name__}: {exc}".replace("\n", " ")}
         return {"image": image, "spec": spec, "key": key}
@@ -113,7 +114,8 @@ class FolderLoader(WorkerLoaderState):
 
     def __init__(self, root, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
                  world_size: int = 1, seed: int = 12345, image_size: int = 224, num_workers: int = 2,
-                 drop_last: bool = True, bad_sample: str = "error"):
+                 drop_last: bool = True, bad_sample: str = "error", spec_mask_fill: str = "zero"):
+        augment.mask_fill_value(spec_mask_fill)
         if bad_sample not in BAD_SAMPLE_POLICIES:
             raise InputError(f"bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {bad_sample!r}")
         self.root = Path(root)
@@ -132,6 +134,7 @@ class FolderLoader(WorkerLoaderState):
         self.rank, self.world_size = rank, world_size
         self.seed, self.image_size, self.num_workers = seed, image_size, num_workers
         self.drop_last, self.bad_sample = drop_last, bad_sample
+        self.spec_mask_fill = spec_mask_fill
         self._init_position()
 
     @property
@@ -155,7 +158,8 @@ class FolderLoader(WorkerLoaderState):
         start = self._take_resume_point()
         order = self.epoch_order()
         dataset = FolderSamples(str(self.root), self.ids, order, train=self.train, seed=self.seed, epoch=self.epoch,
-                                rank=self.rank, image_size=self.image_size, bad_sample=self.bad_sample)
+                                rank=self.rank, image_size=self.image_size, bad_sample=self.bad_sample,
+                                spec_mask_fill=self.spec_mask_fill)
         batches = [list(range(b * self.batch_size, min(len(order), (b + 1) * self.batch_size)))
                    for b in range(start, len(self))]
         workers = max(0, min(self.num_workers, len(batches)))

@@ -28,14 +28,14 @@ from avloc.data.workers import WorkerLoaderState, worker_options
 log = logging.getLogger("avloc.data")
 
 
-def decode_sample(members: dict, aug, image_size: int):
+def decode_sample(members: dict, aug, image_size: int, mask_fill: str = "zero"):
     """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad."""
     from PIL import Image
 
     img = Image.open(io.BytesIO(members[schema.EXT_FRAME]))
     img.load()
     image = augment.train_image(img, aug, image_size) if aug is not None else augment.eval_image(img, image_size)
-    spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug)
+    spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug, mask_fill)
     label, bbox = parse_meta(members[schema.EXT_META])
     return image, spec, label, bbox
 
@@ -45,7 +45,7 @@ class EpochBatches(IterableDataset):
 
     def __init__(self, *, tars: list, stream: list, order: list, member_counts: list, batch_size: int, num_batches: int,
                  start_batch: int, train: bool, seed: int, epoch: int, rank: int, image_size: int,
-                 bad_sample: str):
+                 bad_sample: str, spec_mask_fill: str = "zero"):
         self.tars = tars  # shard index -> tar path (str)
         self.stream = stream  # read order: [(shard index, key)]
         self.order = order  # stream positions in yield order
@@ -57,6 +57,7 @@ class EpochBatches(IterableDataset):
         self.seed, self.epoch, self.rank = seed, epoch, rank
         self.image_size = image_size
         self.bad_sample = bad_sample
+        self.spec_mask_fill = spec_mask_fill
 
     def _owned_batches(self) -> list:
         info = torch.utils.data.get_worker_info()
@@ -135,7 +136,7 @@ class EpochBatches(IterableDataset):
                 error = members
             else:
                 try:
-                    image, spec, label, bbox = decode_sample(members, aug, self.image_size)
+                    image, spec, label, bbox = decode_sample(members, aug, self.image_size, self.spec_mask_fill)
                     error = None
                 except Exception as exc:  # PIL, json and shape errors all mean: this sample is bad
                     error = f"bad sample {key!r} in shard {self.tars[si]}: {type(exc).__name__}: {exc}"
@@ -160,7 +161,8 @@ class TorchShardLoader(WorkerLoaderState):
 
     def __init__(self, shards: ShardSet, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
                  world_size: int = 1, seed: int = 12345, image_size: int = 224, num_workers: int = 2,
-                 drop_last: bool = True, shuffle_buffer: int = augment.SHUFFLE_BUFFER):
+                 drop_last: bool = True, shuffle_buffer: int = augment.SHUFFLE_BUFFER, spec_mask_fill: str = "zero"):
+        augment.mask_fill_value(spec_mask_fill)
         self.shards = shards
         self.mode = mode
         self.train = mode == "train"
@@ -172,6 +174,7 @@ class TorchShardLoader(WorkerLoaderState):
         self.num_workers = num_workers
         self.drop_last = drop_last
         self.shuffle_buffer = shuffle_buffer
+        self.spec_mask_fill = spec_mask_fill
         self._init_position()
 
     @property
@@ -202,7 +205,8 @@ class TorchShardLoader(WorkerLoaderState):
                             member_counts=[len(s.members) for _, _, s in picked],
                             batch_size=self.batch_size, num_batches=plan.num_batches, start_batch=start_batch,
                             train=self.train, seed=self.seed, epoch=self.epoch, rank=self.rank,
-                            image_size=self.image_size, bad_sample=self.shards.bad_sample)
+                            image_size=self.image_size, bad_sample=self.shards.bad_sample,
+                            spec_mask_fill=self.spec_mask_fill)
 
     def __iter__(self):
         start = self._take_resume_point()

@@ -29,6 +29,7 @@ SELECT_CHOICES = ("auto", "ap50", "auc", "retrieval", "loss")
 UPSAMPLE_CHOICES = ("bicubic", "bilinear")
 TENSORBOARD_CHOICES = ("auto", "on", "off")
 BAD_SAMPLE_CHOICES = ("error", "skip")
+SPEC_MASK_FILL_CHOICES = ("zero", "silence")  # the keys of avloc.data.augment.SPEC_MASK_FILLS (kept torch-free)
 
 # Fields that may differ between a run and its --resume (they do not change what is learned).
 RESUME_MUTABLE = frozenset({"epochs", "log_every", "checkpoint_every", "num_workers", "progress", "tensorboard",
@@ -64,6 +65,7 @@ class TrainConfig:
     loader: str = "auto"
     num_workers: int = 2
     bad_sample: str = "error"
+    spec_mask_fill: str = "zero"  # SpecAugment mask value: zero (the recipe) | silence (log of the 1e-7 floor)
     # runtime
     kernel: str = "auto"
     device: str = "auto"
@@ -96,6 +98,7 @@ _CHOICES = {
     "loader": LOADER_CHOICES, "kernel": KERNEL_CHOICES, "device": DEVICE_CHOICES, "precision": PRECISION_CHOICES,
     "batchnorm": BATCHNORM_CHOICES, "nonfinite": NONFINITE_CHOICES, "select_metric": SELECT_CHOICES,
     "upsample": UPSAMPLE_CHOICES, "tensorboard": TENSORBOARD_CHOICES, "bad_sample": BAD_SAMPLE_CHOICES,
+    "spec_mask_fill": SPEC_MASK_FILL_CHOICES,
 }
 _POSITIVE = ("batch_size", "lr", "epochs", "tau", "dim", "image_size", "val_batch_size", "log_every",
              "checkpoint_every")

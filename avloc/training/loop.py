@@ -144,7 +144,7 @@ class Trainer:
         cfg = self.cfg
         common = dict(backend=cfg.loader, device=self.device, seed=cfg.seed, image_size=cfg.image_size,
                       num_workers=cfg.num_workers, bad_sample=cfg.bad_sample)
-        self.loader = build_loader(self.shards, split="train", mode="train", batch_size=self.local_batch,
+        self.loader = build_loader(spec_mask_fill=cfg.spec_mask_fill,self.shards, split="train", mode="train", batch_size=self.local_batch,
                                    rank=self.dist.rank, world_size=self.dist.world_size, drop_last=cfg.drop_last,
                                    **common)
         if len(self.loader) == 0:
