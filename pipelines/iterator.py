@@ -72,6 +72,7 @@ class DaliShardLoader:
         from avloc.data import augment
 
         self.mask_fill = augment.mask_fill_value(spec_mask_fill)
+        self.spec_mask_fill = spec_mask_fill
         self.shards = shards
         self.mode, self.train = mode, mode == "train"
         self.batch_size = batch_size

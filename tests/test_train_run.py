@@ -64,7 +64,7 @@ def test_run_folder_metrics_and_validation_selection(full_run):
     assert "batch_size: 4" in cfg and "lr: 0.0001" in cfg
     start = rows(run_dir, "start")[0]
     assert start["device"] == "cpu" and start["precision"] == "fp32" and start["loader"] == "torch"
-    assert start["kernel"] == "torch" and start["steps_per_epoch"] == 4
+    assert start["kernel"] == "torch" and start["steps_per_epoch"] == 4 and start["spec_mask_fill"] == "zero"
     assert "device cpu, precision fp32, loader torch" in proc.stderr
 
     train = rows(run_dir, "train")
@@ -100,6 +100,17 @@ def test_run_folder_metrics_and_validation_selection(full_run):
     assert latest["step"] == 12 and latest["samples_seen"] == 48 and latest["epoch_done"]
     end = rows(run_dir, "end")[-1]
     assert end["steps"] == 12 and end["samples_seen"] == 48
+
+
+def test_spec_mask_fill_reaches_the_train_loader(shards, tmp_path):
+    from avloc.training.config import build_config
+    from avloc.training.loop import Trainer
+
+    cfg = build_config(None, TINY + ["spec_mask_fill=silence"])
+    trainer = Trainer(cfg, shards, tmp_path / "run").setup()
+    assert trainer.loader.spec_mask_fill == "silence"
+    batch = next(iter(trainer.loader))
+    assert not (batch["spec"] == 0).any()  # masks hold silence, and the fixture's spectra are never 0
 
 
 def test_sigkill_then_resume_matches_uninterrupted(shards, full_run, tmp_path):

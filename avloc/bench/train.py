@@ -114,7 +114,7 @@ def run(ctx: BenchContext) -> list:
 
 # ---------------------------------------------------------------------------------------- quality
 
-def quality(out: Path, *, n_clips: int = 320, n_classes: int = 8, seed: int = 2, distractor_looks: str = "silent",
+def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2, distractor_looks: str = "silent",
             sets=(), log=print) -> dict:
     """Synthetic clips -> shards (val split + boxes) -> short CPU training; returns the summary."""
     from avloc.tools.shard import ShardConfig, run_shard
@@ -144,8 +144,8 @@ def quality(out: Path, *, n_clips: int = 320, n_classes: int = 8, seed: int = 2,
 # dropout (a from-scratch run of a few hundred steps) and SpecAugment masks filled with silence
 # instead of zero (with zero fill the from-scratch audio encoder collapses on these clips; see
 # benchmarks/results/train-quality-cpu.md). These are the settings of the recorded CPU run.
-QUALITY_SETS = ("batch_size=16", "image_size=128", "visual_weights=none", "visual_dropout=0", "epochs=20",
-                "warmup_epochs=5", "lr=1e-4", "num_workers=1", "loader=torch", "log_every=3", "checkpoint_every=30",
+QUALITY_SETS = ("batch_size=16", "image_size=128", "visual_weights=none", "visual_dropout=0", "epochs=10",
+                "warmup_epochs=3", "lr=1e-4", "num_workers=1", "loader=torch", "log_every=3", "checkpoint_every=30",
                 "val_batch_size=43", "val_at_start=true", "progress=false", "spec_mask_fill=silence")
 
 
@@ -209,7 +209,7 @@ def quality_table(run_dir: Path) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quality", type=Path, help="work folder for the quality benchmark")
-    parser.add_argument("--clips", type=int, default=320)
+    parser.add_argument("--clips", type=int, default=960)
     parser.add_argument("--classes", type=int, default=8)
     parser.add_argument("--distractors", choices=["silent", "class"], default="silent")
     parser.add_argument("--set", dest="sets", action="append", default=[])

@@ -144,9 +144,9 @@ class Trainer:
         cfg = self.cfg
         common = dict(backend=cfg.loader, device=self.device, seed=cfg.seed, image_size=cfg.image_size,
                       num_workers=cfg.num_workers, bad_sample=cfg.bad_sample)
-        self.loader = build_loader(spec_mask_fill=cfg.spec_mask_fill,self.shards, split="train", mode="train", batch_size=self.local_batch,
+        self.loader = build_loader(self.shards, split="train", mode="train", batch_size=self.local_batch,
                                    rank=self.dist.rank, world_size=self.dist.world_size, drop_last=cfg.drop_last,
-                                   **common)
+                                   spec_mask_fill=cfg.spec_mask_fill, **common)
         if len(self.loader) == 0:
             raise InputError(f"the train split of {self.shards} gives no full batch of {self.local_batch} clips per rank "
                              f"({self.loader.num_samples} samples, {self.dist.world_size} rank(s)); "
@@ -300,7 +300,8 @@ class Trainer:
                 "world_size": self.dist.world_size, "dist_backend": self.dist.backend,
                 "global_batch": cfg.batch_size, "local_batch": self.local_batch,
                 "global_negatives": bool(cfg.global_negatives and self.dist.enabled), "batchnorm": cfg.batchnorm,
-                "image_size": cfg.image_size, "train_samples": self.loader.num_samples,
+                "image_size": cfg.image_size, "spec_mask_fill": self.loader.spec_mask_fill,
+                "train_samples": self.loader.num_samples,
                 "steps_per_epoch": len(self.loader), "shards": str(self.shards),
                 "tensorboard": self.metrics.tb_status if self.dist.is_main else None}
 
@@ -313,7 +314,7 @@ class Trainer:
                  f"{info['world_size']} rank(s){' ' + info['dist_backend'] if self.dist.enabled else ''}, "
                  f"batch {cfg.batch_size} = {info['world_size']} x {self.local_batch}, "
                  f"global negatives {'on' if info['global_negatives'] else 'off'}, batchnorm {cfg.batchnorm}, "
-                 f"image {cfg.image_size}, {info['train_samples']} train samples, {info['steps_per_epoch']} steps/epoch, "
+                 f"image {cfg.image_size}, SpecAugment fill {info['spec_mask_fill']}, {info['train_samples']} train samples, {info['steps_per_epoch']} steps/epoch, "
                  f"tensorboard {info['tensorboard']}")
         if cfg.val_every:
             self.say(f"validation every {cfg.val_every} epoch(s) on split '{cfg.val_split}'; best.pt selected on "
