@@ -22,14 +22,14 @@ class DemoConfig:
     audio encoder collapse on these clips)."""
 
     out: Path
-    clips: int = 480
+    clips: int = 960
     classes: int = 8
     duration: float = 4.0
     width: int = 192
     height: int = 144
     val_fraction: float = 0.15
     eval_items: int = 100
-    epochs: int = 6
+    epochs: int = 5
     warmup_epochs: int = 3
     batch_size: int = 16
     image_size: int = 128

@@ -114,6 +114,45 @@ def test_ray_distributor(one_clip, tmp_path):
     assert (tmp_path / "o" / "train-000000_stats.json").is_file()
 
 
+@pytest.mark.ray
+def test_ray_and_local_write_the_same_shards(tmp_path):
+    """Several shard jobs as Ray tasks on a local Ray instance: the same shards, byte for byte in
+    their members, as the local process pool."""
+    import tarfile
+
+    import ray
+
+    from avloc.tools.shard import ShardConfig, run_shard
+    from avloc.tools.synth import generate_clips
+
+    clips = generate_clips(tmp_path / "synth", 6, seed=4, duration=3.5, width=96, height=72, test_fraction=0.0)
+
+    def shard(out, distributor):
+        return run_shard(ShardConfig(clips=clips.clips_dir, out=out, csv=clips.csv_path, samples_per_shard=2,
+                                     workers=2, distributor=distributor, progress=False, log=lambda m: None))
+
+    def members(out):
+        found = {}
+        for tar in sorted(out.glob("*.tar")):
+            with tarfile.open(tar) as tf:
+                found[tar.name] = {m.name: tf.extractfile(m).read() for m in tf.getmembers()}
+        return found
+
+    local = shard(tmp_path / "local", "local")
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
+    try:
+        remote = shard(tmp_path / "ray", "ray")
+    finally:
+        ray.shutdown()
+    assert remote["distributor"] == "ray" and remote["ok"] == local["ok"] == 6
+    a, b = members(tmp_path / "local"), members(tmp_path / "ray")
+    assert len(a) == 3 and a.keys() == b.keys()
+    for name in a:
+        assert a[name].keys() == b[name].keys()
+        for member in a[name]:
+            assert a[name][member] == b[name][member], (name, member)
+
+
 def test_empty_clips_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     _assert_one_line_error(_run(["--clips", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]), text="no clips")

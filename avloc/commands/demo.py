@@ -10,8 +10,8 @@ import click
 @click.command("demo")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo"), show_default=True,
               help="Folder for clips, shards, the run and the evaluation (rerun resumes).")
-@click.option("--clips", type=click.IntRange(min=8), default=480, show_default=True, help="Synthetic clips to make.")
-@click.option("--epochs", type=click.IntRange(min=1), default=6, show_default=True,
+@click.option("--clips", type=click.IntRange(min=8), default=960, show_default=True, help="Synthetic clips to make.")
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True,
               help="Training epochs (the first 3 contrastive only).")
 @click.option("--image-size", type=click.IntRange(min=64), default=128, show_default=True,
               help="Training/eval frame size (the paper uses 224; smaller keeps the CPU demo to minutes).")
