@@ -75,8 +75,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
 
     t0 = time.perf_counter()
     run_dir = out / "run"
-    overrides = [f"epochs={cfg.epochs}", f"warmup_epochs={min(cfg.warmup_epochs, cfg.epochs)}", f"batch_size={cfg.batch_size}",
-                 f"image_size={cfg.image_size}", f"lr={cfg.lr}", "visual_weights=none", f"loader={cfg.loader}",
+    overrides = [f"epochs={cfg.epochs}", f"warmup_epochs={min(cfg.warmup_epochs, cfg.epochs)}",
+                 f"batch_size={cfg.batch_size}", f"image_size={cfg.image_size}", f"lr={cfg.lr}", "visual_weights=none", f"loader={cfg.loader}",
                  f"visual_dropout={cfg.visual_dropout}", f"spec_mask_fill={cfg.spec_mask_fill}",
                  f"progress={str(cfg.progress).lower()}", "val_at_start=true"]
     train_cfg = build_config(None, overrides)

@@ -28,8 +28,9 @@ import tempfile
 import numpy as np
 import torch
 
+from avloc.data import augment
 from avloc.data.batch import parse_meta
-from avloc.data.shards import ShardSet, plan_epoch, rank_samples
+from avloc.data.shards import ShardEpochPlanner, ShardSet, rank_samples
 from avloc.errors import AvlocError, InputError
 
 log = logging.getLogger("avloc.data")
@@ -63,15 +64,13 @@ def find_undecodable_jpeg(shards: ShardSet, samples: list):
     return None
 
 
-class DaliShardLoader:
+class DaliShardLoader(ShardEpochPlanner):
     backend = "dali"
 
     def __init__(self, shards: ShardSet, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
                  world_size: int = 1, seed: int = 12345, image_size: int = 224, num_workers: int = 2,
                  drop_last: bool = True, shuffle_buffer: int = 1024, prefetch: int = 2, spec_mask_fill: str = "zero"):
-        from avloc.data import augment
-
-        self.mask_fill = augment.mask_fill_value(spec_mask_fill)
+        augment.mask_fill_value(spec_mask_fill)
         self.spec_mask_fill = spec_mask_fill
         self.shards = shards
         self.mode, self.train = mode, mode == "train"
@@ -107,13 +106,6 @@ class DaliShardLoader:
     def skipped(self) -> int:
         return self.shards.skipped_at_open
 
-    def _plan(self):
-        return plan_epoch(self.shards, epoch=self.epoch, seed=self.seed, rank=self.rank, world_size=self.world_size,
-                          batch_size=self.batch_size, shuffle=self.train, drop_last=self.drop_last)
-
-    def __len__(self) -> int:
-        return self._plan().num_batches
-
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
         self.batches_done = 0
@@ -143,7 +135,7 @@ class DaliShardLoader:
         shards = self.shards.shards
         paths = [str(shards[i].tar) for i in plan.shard_order]
         index_paths = [self._index_paths[i] for i in plan.shard_order]
-        extra = {"mask_fill": self.mask_fill} if self.train else {}
+        extra = {"mask_fill": augment.mask_fill_value(self.spec_mask_fill)} if self.train else {}
         make = train_pipeline if self.train else eval_pipeline
         pipe = make(paths, index_paths, **extra, shard_id=self.rank, num_shards=self.world_size,
                     reader_seed=_derived_seed(self.seed, self.epoch, self.rank, 1), gpu=self.gpu,

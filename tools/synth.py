@@ -282,6 +282,16 @@ def _write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
+def ensure_output_dir(path: Path) -> None:
+    """Create ``path`` (with parents) or say in one line why it cannot be written to."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {path}: {exc.strerror}") from exc
+    if not os.access(path, os.W_OK):
+        raise InputError(f"output folder is not writable: {path}")
+
+
 def check_distractor_looks(n_classes: int, looks: str) -> None:
     try:
         distractor_pool([0], n_classes, looks)
@@ -372,12 +382,7 @@ def generate_clips(
 
     root = Path(out_dir)
     clips_dir = root / "clips"
-    try:
-        clips_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder {clips_dir}: {exc.strerror}") from exc
-    if not os.access(clips_dir, os.W_OK):
-        raise InputError(f"output folder is not writable: {clips_dir}")
+    ensure_output_dir(clips_dir)
 
     settings_record = {
         "n_clips": n_clips, "seed": seed, "n_classes": n_classes, "duration": duration, "fps": fps,

@@ -25,7 +25,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
 import re
 from pathlib import Path
 from typing import Optional
@@ -36,7 +35,7 @@ from PIL import Image
 
 from avloc.errors import AvlocError, InputError
 from avloc.tools.shard_writer import atomic_write_bytes
-from avloc.tools.synth import check_distractor_looks, class_names, make_ytids, run_jobs
+from avloc.tools.synth import check_distractor_looks, class_names, ensure_output_dir, make_ytids, run_jobs
 from avloc.tools.synth_audio import render_mix, sample_sound, wav_bytes
 from avloc.tools.synth_scene import Scene, SceneRenderer, mask_box, sample_scene
 
@@ -223,12 +222,7 @@ def write_benchmark(
     if width < 16 or height < 16:
         raise InputError(f"frame size must be at least 16x16, got {width}x{height}")
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder {out}: {exc.strerror}") from exc
-    if not os.access(out, os.W_OK):
-        raise InputError(f"output folder is not writable: {out}")
+    ensure_output_dir(out)
 
     planner = {"vggss": _plan_vggss, "flickr": _plan_flickr, "avsbench-s4": _plan_s4, "avsbench-ms3": _plan_ms3}[benchmark]
     rng = np.random.default_rng([seed, 7031, BENCHMARKS.index(benchmark)])

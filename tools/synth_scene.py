@@ -320,7 +320,7 @@ def distractor_pool(sounding_classes: list, n_classes: int, looks: str = "silent
         pool = list(range(n_classes, MAX_CLASSES))
         if not pool:
             raise ValueError(f"silent distractor looks need at most {MAX_CLASSES - 1} classes "
-                             f"(got {n_classes}); use distractor looks 'class'")
+                             f"(got {n_classes}); use distractor looks 'class' (--distractors class)")
         return pool
     if looks != "class":
         raise ValueError(f"distractor looks must be one of {', '.join(DISTRACTOR_LOOKS)}, got {looks!r}")

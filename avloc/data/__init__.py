@@ -53,10 +53,12 @@ def build_loader(source, *, split: str = "train", mode: str = "train", batch_siz
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if not 0 <= rank < world_size:
         raise InputError(f"rank {rank} is outside world_size {world_size}")
-    from avloc.data.augment import SPEC_MASK_FILLS
+    from avloc.data.augment import mask_fill_value
 
-    if spec_mask_fill not in SPEC_MASK_FILLS:
-        raise InputError(f"spec_mask_fill must be one of {', '.join(SPEC_MASK_FILLS)}, got {spec_mask_fill!r}")
+    try:
+        mask_fill_value(spec_mask_fill)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if drop_last is None:
         drop_last = mode == "train"
     backend = resolve_backend(source, backend)

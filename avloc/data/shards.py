@@ -241,6 +241,19 @@ def plan_epoch(shards: ShardSet, *, epoch: int, seed: int, rank: int, world_size
     return EpochPlan(order, start, stop, batches_per_epoch(shards.num_samples, rank, world_size, batch_size, drop_last))
 
 
+class ShardEpochPlanner:
+    """The read plan of a shard loader (mixin): the torch and DALI loaders share it, so both put
+    the same samples on each rank. Needs ``shards, epoch, seed, rank, world_size, batch_size,
+    train, drop_last``."""
+
+    def _plan(self) -> EpochPlan:
+        return plan_epoch(self.shards, epoch=self.epoch, seed=self.seed, rank=self.rank, world_size=self.world_size,
+                          batch_size=self.batch_size, shuffle=self.train, drop_last=self.drop_last)
+
+    def __len__(self) -> int:
+        return self._plan().num_batches
+
+
 def rank_samples(shards: ShardSet, plan: EpochPlan) -> list:
     """[(shard index, position in shard, IndexedSample)] for the rank's range, in read order."""
     out, pos = [], 0

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from avloc import schema
 from avloc.data import augment
 from avloc.data.batch import make_batch, parse_meta
-from avloc.data.shards import ShardSet, buffered_shuffle, plan_epoch, rank_samples
+from avloc.data.shards import ShardEpochPlanner, ShardSet, buffered_shuffle, rank_samples
 from avloc.data.workers import WorkerLoaderState, worker_options
 
 log = logging.getLogger("avloc.data")
@@ -156,7 +156,7 @@ class EpochBatches(IterableDataset):
         return batch
 
 
-class TorchShardLoader(WorkerLoaderState):
+class TorchShardLoader(ShardEpochPlanner, WorkerLoaderState):
     backend = "torch"
 
     def __init__(self, shards: ShardSet, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
@@ -184,13 +184,6 @@ class TorchShardLoader(WorkerLoaderState):
     @property
     def skipped(self) -> int:
         return self.shards.skipped_at_open + self._skipped_runtime
-
-    def _plan(self):
-        return plan_epoch(self.shards, epoch=self.epoch, seed=self.seed, rank=self.rank, world_size=self.world_size,
-                          batch_size=self.batch_size, shuffle=self.train, drop_last=self.drop_last)
-
-    def __len__(self) -> int:
-        return self._plan().num_batches
 
     def epoch_dataset(self, start_batch: int) -> EpochBatches:
         plan = self._plan()

@@ -314,7 +314,8 @@ class Trainer:
                  f"{info['world_size']} rank(s){' ' + info['dist_backend'] if self.dist.enabled else ''}, "
                  f"batch {cfg.batch_size} = {info['world_size']} x {self.local_batch}, "
                  f"global negatives {'on' if info['global_negatives'] else 'off'}, batchnorm {cfg.batchnorm}, "
-                 f"image {cfg.image_size}, SpecAugment fill {info['spec_mask_fill']}, {info['train_samples']} train samples, {info['steps_per_epoch']} steps/epoch, "
+                 f"image {cfg.image_size}, SpecAugment fill {info['spec_mask_fill']}, "
+                 f"{info['train_samples']} train samples, {info['steps_per_epoch']} steps/epoch, "
                  f"tensorboard {info['tensorboard']}")
         if cfg.val_every:
             self.say(f"validation every {cfg.val_every} epoch(s) on split '{cfg.val_split}'; best.pt selected on "
