@@ -12,7 +12,7 @@ import sys
 import click
 
 from avloc import __version__
-from avloc.errors import AvlocError
+from avloc.errors import run_click_command
 
 # name -> (module exposing `command`, one-line help shown by `avloc --help`)
 COMMANDS = {
@@ -40,16 +40,6 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except AvlocError as err:
-            click.echo(f"avloc: error: {err}", err=True)
-            ctx.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("avloc: interrupted", err=True)
-            ctx.exit(130)
-
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="avloc")
@@ -59,23 +49,7 @@ def cli():
 
 def main(argv=None):
     """Entry point: every usage mistake and every AvlocError is one line on stderr plus an exit code."""
-    try:
-        return cli.main(args=argv, prog_name="avloc", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("avloc: aborted", err=True)
-        sys.exit(130)
-    except click.UsageError as exc:
-        where = exc.ctx.command_path if exc.ctx is not None else "avloc"
-        click.echo(f"avloc: error: {exc.format_message()} (see '{where} --help')", err=True)
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        click.echo(f"avloc: error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except AvlocError as err:
-        click.echo(f"avloc: error: {err}", err=True)
-        sys.exit(err.exit_code)
+    sys.exit(run_click_command(cli, argv, "avloc"))
 
 
 if __name__ == "__main__":

@@ -24,3 +24,35 @@ class ConfigError(InputError):
     def __init__(self, problems):
         self.problems = list(problems)
         super().__init__("invalid config: " + "; ".join(self.problems))
+
+
+INTERRUPTED_EXIT_CODE = 130
+
+
+def run_click_command(command, argv, prog_name: str) -> int:
+    """Run a click command and map every failure to one stderr line and an exit code.
+
+    The single place where errors become exit codes: AvlocError -> its ``exit_code`` (2 for the
+    user's input, 1 for a run that could not complete); click usage errors -> 2; Ctrl-C -> 130.
+    Used by ``avloc`` and by ``python -m avloc.train`` (torchrun's entry point).
+    """
+    import click
+
+    try:
+        command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("avloc: interrupted", err=True)
+        return INTERRUPTED_EXIT_CODE
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else prog_name
+        click.echo(f"avloc: error: {exc.format_message()} (see '{where} --help')", err=True)
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"avloc: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except AvlocError as err:
+        click.echo(f"avloc: error: {err}", err=True)
+        return err.exit_code
+    return 0

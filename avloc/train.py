@@ -7,26 +7,13 @@ from __future__ import annotations
 
 import sys
 
-import click
-
-from avloc.errors import AvlocError
+from avloc.errors import run_click_command
 
 
 def main(argv=None) -> int:
     from avloc.commands.train import command
 
-    try:
-        command.main(args=argv, prog_name="avloc.train", standalone_mode=False)
-    except AvlocError as err:
-        click.echo(f"avloc: error: {err}", err=True)
-        return err.exit_code
-    except click.exceptions.Abort:
-        click.echo("avloc: interrupted", err=True)
-        return 130
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    return 0
+    return run_click_command(command, argv, "avloc.train")
 
 
 if __name__ == "__main__":

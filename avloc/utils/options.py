@@ -1,0 +1,43 @@
+"""Command options as one frozen object, checked once: ``problems()`` lists every problem.
+
+Subclass ``CommandOptions`` with a frozen dataclass; implement ``problems()`` returning a list
+of one-line strings; call ``.checked()`` to get the object back or a ConfigError naming all
+of them at once (exit code 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, List
+
+from avloc.errors import ConfigError
+
+
+def choice_problem(name: str, value, choices: Iterable) -> List[str]:
+    choices = tuple(choices)
+    return [] if value in choices else [f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}"]
+
+
+def range_problem(name: str, value, low=None, high=None) -> List[str]:
+    if value is None:
+        return []
+    if low is not None and value < low:
+        return [f"{name} must be >= {low}; got {value!r}"]
+    if high is not None and value > high:
+        return [f"{name} must be <= {high}; got {value!r}"]
+    return []
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandOptions:
+    def problems(self) -> List[str]:
+        return []
+
+    def checked(self):
+        found = self.problems()
+        if found:
+            raise ConfigError(found)
+        return self
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,40 @@
+"""What this machine offers (usable cores, the torch device) and how errors read in one line."""
+
+from __future__ import annotations
+
+import os
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type name), at most ``limit`` characters."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:limit]
+
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str = "auto", local_rank: int = 0):
+    """'auto' -> cuda:<local_rank> when CUDA is available, else cpu; 'cuda' without CUDA is an InputError."""
+    import torch
+
+    from avloc.errors import InputError
+
+    name = str(device)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r} asked for, but CUDA is not available; use 'cpu' or 'auto'")
+        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+    if name != "cpu":
+        raise InputError(f"device must be one of {DEVICE_CHOICES} (or cuda:N), got {device!r}")
+    return torch.device("cpu")
