@@ -1,0 +1,115 @@
+"""The collapse monitor: constructed collapsing runs trip it, healthy and untrained ones do not."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avloc.losses import fnac_losses
+from avloc.training.collapse import (CollapseMonitor, contrastive_chance, embedding_spread,
+                                     term_gradient_norms)
+
+B, D, H, W = 16, 32, 4, 4
+
+
+def _distinct(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    visual = F.normalize(torch.randn(B, D, H, W, generator=g), dim=1)
+    audio = F.normalize(torch.randn(B, D, generator=g), dim=1)
+    return visual, audio
+
+
+def _identical():
+    visual = F.normalize(torch.ones(B, D, H, W), dim=1)
+    audio = F.normalize(torch.ones(B, D), dim=1)
+    return visual, audio
+
+
+def test_spread_of_identical_embeddings_is_total():
+    s = embedding_spread(*_identical())
+    assert s["audio_cos"] == pytest.approx(1.0, abs=1e-5)
+    assert s["visual_cos"] == pytest.approx(1.0, abs=1e-5)
+    assert s["audio_std"] == pytest.approx(0.0, abs=1e-6)
+    assert s["retrieval_chance"] == pytest.approx(1 / B)
+
+
+def test_spread_of_random_embeddings_is_small():
+    s = embedding_spread(*_distinct())
+    assert abs(s["audio_cos"]) < 0.2 and abs(s["visual_cos"]) < 0.3
+    assert s["audio_std"] > 0.1
+
+
+def test_retrieval_is_one_when_each_audio_matches_its_own_frame():
+    audio = F.normalize(torch.randn(B, D), dim=1)
+    visual = audio[:, :, None, None].expand(B, D, H, W).clone()
+    assert embedding_spread(visual, audio)["retrieval_a2i"] == 1.0
+
+
+def test_identical_embeddings_zero_every_adjacency_term():
+    """Why FNAC can collapse: identical embeddings give contrastive = chance and every L1 term 0."""
+    out = fnac_losses(*_identical(), impl="reference")
+    assert float(out["contrastive"]) == pytest.approx(contrastive_chance(B), rel=1e-5)
+    for term in ("fns1", "tns", "fns2"):
+        assert float(out[term]) == pytest.approx(0.0, abs=1e-6)
+
+
+def _feed(monitor, contrastives, spread, grads=None, start=0):
+    events = []
+    for i, c in enumerate(contrastives):
+        ev = monitor.update(start + 10 * i, c, B, spread, grads)
+        if ev is not None:
+            events.append(ev)
+    return events
+
+
+def test_a_run_that_learned_then_collapsed_trips_the_monitor_and_names_the_term():
+    chance = contrastive_chance(B)
+    monitor = CollapseMonitor(patience=3)
+    healthy = embedding_spread(*_distinct())
+    collapsed = embedding_spread(*_identical())
+    assert _feed(monitor, [chance, 0.8 * chance, 0.5 * chance], healthy,
+                 {"contrastive": 1.0, "fns2": 0.5}) == []
+    events = _feed(monitor, [chance * 0.999] * 4, collapsed,
+                   {"contrastive": 0.3, "fns1": 2.0, "tns": 1.0, "fns2": 9.0}, start=30)
+    assert len(events) == 1  # reported once
+    ev = events[0]
+    assert ev.onset_step == 30 and ev.detected_step == 50
+    assert ev.driving_term == "fns2"
+    assert "collapsed at step 30" in ev.message() and "fns2" in ev.message()
+
+
+def test_an_untrained_model_at_chance_is_not_called_collapsed():
+    chance = contrastive_chance(B)
+    monitor = CollapseMonitor(patience=2)
+    assert _feed(monitor, [chance] * 10, embedding_spread(*_identical())) == []
+
+
+def test_a_healthy_run_does_not_trip_it():
+    chance = contrastive_chance(B)
+    monitor = CollapseMonitor(patience=2)
+    losses = [chance * f for f in (1.0, 0.9, 0.7, 0.5, 0.45, 0.5, 0.4, 0.42, 0.35, 0.3)]
+    assert _feed(monitor, losses, embedding_spread(*_distinct())) == []
+
+
+def test_noise_back_to_chance_without_collapsed_embeddings_does_not_trip_it():
+    chance = contrastive_chance(B)
+    monitor = CollapseMonitor(patience=2)
+    _feed(monitor, [0.5 * chance], embedding_spread(*_distinct()))
+    assert _feed(monitor, [chance] * 5, embedding_spread(*_distinct(1)), start=10) == []
+
+
+def test_term_gradient_norms_weight_each_term_and_skip_zero_weights():
+    visual, audio = _distinct()
+    visual.requires_grad_(True)
+    audio.requires_grad_(True)
+    out = fnac_losses(visual, audio, impl="reference")
+    terms = {k: out[k] for k in ("contrastive", "fns1", "tns", "fns2")}
+    one = term_gradient_norms(terms, {"fns1": 1.0, "tns": 0.0, "fns2": 1.0}, (visual, audio))
+    hundred = term_gradient_norms(terms, {"fns1": 100.0, "tns": 0.0, "fns2": 100.0}, (visual, audio))
+    assert set(one) == {"contrastive", "fns1", "fns2"}
+    assert hundred["fns1"] == pytest.approx(100 * one["fns1"], rel=1e-4)
+    assert hundred["contrastive"] == pytest.approx(one["contrastive"], rel=1e-6)
+    assert math.isfinite(one["fns2"]) and one["fns2"] > 0
