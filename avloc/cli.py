@@ -12,7 +12,7 @@ import sys
 import click
 
 from avloc import __version__
-from avloc.errors import run_click_command
+from avloc.errors import AvlocError, report_error, run_click_command
 
 # name -> (module exposing `command`, one-line help shown by `avloc --help`)
 COMMANDS = {
@@ -39,6 +39,13 @@ class LazyGroup(click.Group):
         rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        # Also reached through click's own runners (CliRunner, cli.main in standalone mode).
+        try:
+            return super().invoke(ctx)
+        except (AvlocError, KeyboardInterrupt) as err:
+            ctx.exit(report_error(err))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -29,6 +29,17 @@ class ConfigError(InputError):
 INTERRUPTED_EXIT_CODE = 130
 
 
+def report_error(err: BaseException) -> int:
+    """Print one line for an AvlocError or an interrupt and return its exit code."""
+    import click
+
+    if isinstance(err, AvlocError):
+        click.echo(f"avloc: error: {err}", err=True)
+        return err.exit_code
+    click.echo("avloc: interrupted", err=True)
+    return INTERRUPTED_EXIT_CODE
+
+
 def run_click_command(command, argv, prog_name: str) -> int:
     """Run a click command and map every failure to one stderr line and an exit code.
 
@@ -43,8 +54,7 @@ def run_click_command(command, argv, prog_name: str) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("avloc: interrupted", err=True)
-        return INTERRUPTED_EXIT_CODE
+        return report_error(KeyboardInterrupt())
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx is not None else prog_name
         click.echo(f"avloc: error: {exc.format_message()} (see '{where} --help')", err=True)
@@ -53,6 +63,5 @@ def run_click_command(command, argv, prog_name: str) -> int:
         click.echo(f"avloc: error: {exc.format_message()}", err=True)
         return exc.exit_code
     except AvlocError as err:
-        click.echo(f"avloc: error: {err}", err=True)
-        return err.exit_code
+        return report_error(err)
     return 0
