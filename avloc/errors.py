@@ -50,7 +50,7 @@ def run_click_command(command, argv, prog_name: str) -> int:
     import click
 
     try:
-        command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+        result = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
@@ -64,4 +64,5 @@ def run_click_command(command, argv, prog_name: str) -> int:
         return exc.exit_code
     except AvlocError as err:
         return report_error(err)
-    return 0
+    # Without standalone mode, click returns the code of a ctx.exit() (the group's error mapping).
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
