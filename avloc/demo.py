@@ -49,7 +49,7 @@ def _cores() -> int:
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     from avloc.evaluation.runner import EvalConfig, run_evaluation
-    from avloc.tools.shard import ShardConfig, run_shard
+    from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips, write_benchmark
     from avloc.training.config import build_config
     from avloc.training.loop import run_training
@@ -70,7 +70,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     shard_report = run_shard(ShardConfig(clips=clips.clips_dir, out=out / "shards", csv=clips.csv_path,
                                          boxes=clips.boxes_path, val_fraction=cfg.val_fraction,
                                          samples_per_shard=64, seed=cfg.seed, workers=workers, decoder=cfg.decoder,
-                                         progress=cfg.progress, log=log))
+                                         progress=cfg.progress))
     timings["shard_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

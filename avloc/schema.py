@@ -10,8 +10,9 @@ A sample is one clip, stored in a WebDataset tar as members named ``<key>.<ext>`
 * ``flac``      optional: the 16 kHz mono audio window itself (``--keep-audio``);
 * ``json``      metadata, the fields of ``SampleMeta``.
 
-The key is the clip id (``<ytid>_<start:06d>``) with no dots (WebDataset splits the key from
-the extension at the first dot of the member's basename).
+The key is the clip id (``<ytid>_<start:06d>``) when that is tar-safe; see ``sample_key`` for
+the rule for any other id (WebDataset splits the key from the extension at the first dot of the
+member's basename, so a key never holds a dot).
 
 Shards are grouped by split: ``<split>-<index:06d>.tar`` with ``.idx`` (DALI index, v1.2) and
 ``.parquet`` (rows of this shard) beside it, and ``<split>-<index:06d>_stats.json`` written
@@ -24,13 +25,14 @@ import dataclasses
 import hashlib
 import json
 import re
+import unicodedata
 from typing import Any, Optional
 
 import numpy as np
 
 SCHEMA_VERSION = 1
 
-# Spectrogram recipe (fnac.md 1.1). Changing any of these changes RECIPE_HASH.
+# Spectrogram recipe (METHOD.md §1.1). Changing any of these changes RECIPE_HASH.
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 3.0
 WINDOW_SAMPLES = int(WINDOW_SECONDS * SAMPLE_RATE)  # 48000
@@ -69,6 +71,9 @@ RECIPE = {
     "audio_window": "central, tiled if shorter",
 }
 RECIPE_HASH = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:12]
+
+# Containers read as clips (file discovery, and extensions stripped from ids in lists).
+CLIP_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".3gp", ".mpg", ".mpeg", ".ts")
 
 _CLIP_ID = re.compile(r"^(?P<ytid>[A-Za-z0-9_-]{11})_(?P<start>\d{6})$")
 _CLIP_ID_MS = re.compile(r"^(?P<ytid>[A-Za-z0-9_-]{11})_(?P<start_ms>\d+)_(?P<end_ms>\d+)$")
@@ -125,9 +130,40 @@ def canonical_clip_id(ytid: str, start_seconds: float) -> str:
     return f"{ytid}_{int(start_seconds):06d}"
 
 
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# a member name is "<key>.<ext>", ext at most "spec.f16"; USTAR holds 100 bytes in one header block
+MAX_KEY_LENGTH = 80
+
+
+def clip_id_for(stem: str) -> tuple[str, Optional[float], bool]:
+    """A file stem -> (clip id, clip start in seconds or None, stem was already canonical).
+
+    ``<ytid>_<start:06d>`` is its own id; ``<ytid>_<start_ms>_<end_ms>`` (another common copy
+    layout) gets the canonical ``<ytid>_<start:06d>`` so that it matches the published id lists.
+    Any other stem is its own id (Unicode-normalised to NFC) and has no clip start.
+    """
+    stem = unicodedata.normalize("NFC", stem)
+    parsed = parse_clip_id(stem)
+    if parsed is None:
+        return stem, None, False
+    canonical = canonical_clip_id(parsed["ytid"], parsed["start"])
+    return canonical, parsed["start"], canonical == stem
+
+
 def sample_key(clip_id: str) -> str:
-    """A WebDataset-safe key: no dots (the key ends at the first dot)."""
-    return clip_id.replace(".", "_")
+    """The WebDataset key of a clip id: tar-safe, no dot, short enough for one USTAR header block.
+
+    An id made only of ``[A-Za-z0-9_-]`` (every VGG-Sound id) is its own key. Any other id
+    (non-ASCII letters, spaces, dots, ...) gets ``<ascii fold, other characters as '_'>_u<8 hex
+    of sha1(id)>``, cut to ``MAX_KEY_LENGTH``; the key differs from the id exactly when it was
+    rewritten (the sample is then flagged ``key_rewritten``; its json keeps the original id).
+    """
+    if _SAFE_KEY.match(clip_id) and len(clip_id) <= MAX_KEY_LENGTH:
+        return clip_id
+    folded = unicodedata.normalize("NFKD", clip_id).encode("ascii", "ignore").decode("ascii")
+    folded = re.sub(r"[^A-Za-z0-9_-]", "_", folded).strip("_") or "clip"
+    digest = hashlib.sha1(clip_id.encode("utf-8")).hexdigest()[:8]
+    return f"{folded[:MAX_KEY_LENGTH - 11]}_u{digest}"
 
 
 def encode_spec(log_spec: np.ndarray) -> bytes:

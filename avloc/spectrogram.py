@@ -1,19 +1,18 @@
-"""The FNAC log-spectrogram (fnac.md 1.1), computed with torch.
+"""The FNAC log-spectrogram (METHOD.md §1.1), computed with torch.
 
 Numerically this is ``log(scipy.signal.spectrogram(x, fs=sr, nperseg=512, noverlap=274)[2]
 + 1e-7)``: periodic Tukey(0.25) window, hop 238, no padding, per-segment mean removed,
 one-sided 512-point FFT, PSD density scaling with the non-edge bins doubled. The audio
-window is the central 3 s of the track, tiled when shorter.
+window is the central 3 s of the track, tiled when shorter (``avloc.audio.central_window``).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 
 from avloc import schema
+from avloc.audio import central_window, to_float_audio
 
 
 def tukey_window(length: int = schema.NPERSEG, alpha: float = schema.TUKEY_ALPHA, periodic: bool = True) -> np.ndarray:
@@ -33,32 +32,6 @@ def tukey_window(length: int = schema.NPERSEG, alpha: float = schema.TUKEY_ALPHA
 
 
 _WINDOW = torch.from_numpy(tukey_window())
-
-
-def to_float_audio(samples: np.ndarray) -> np.ndarray:
-    """int16 PCM -> float32 in [-1, 1] the way the recipe does it (divide by 32767, clip)."""
-    if samples.dtype == np.int16:
-        x = samples.astype(np.float32) / 32767.0
-    else:
-        x = samples.astype(np.float32)
-    return np.clip(x, -1.0, 1.0)
-
-
-def central_window(x: np.ndarray, sample_rate: int = schema.SAMPLE_RATE, seconds: float = schema.WINDOW_SECONDS):
-    """The central ``seconds`` of a mono track, tiled (repeated) and cut when shorter.
-
-    Returns (window, start_sample, tiled). The window has exactly int(seconds * sr) samples.
-    """
-    n = int(seconds * sample_rate)
-    if x.ndim != 1:
-        raise ValueError(f"expected mono audio, got shape {x.shape}")
-    if len(x) == 0:
-        raise ValueError("empty audio")
-    if len(x) < n:
-        reps = math.ceil(n / len(x))
-        return np.tile(x, reps)[:n], 0, True
-    start = len(x) // 2 - n // 2
-    return x[start:start + n], start, False
 
 
 def log_spectrogram(audio, sample_rate: int = schema.SAMPLE_RATE) -> torch.Tensor:

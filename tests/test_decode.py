@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from avloc import schema
-from avloc.tools import decode
-from avloc.tools.decode import DecodeFailure, FfmpegDecoder, PyAVDecoder, probe
+from avloc.tools.sharding import decode
+from avloc.tools.sharding.decode import DecodeFailure, FfmpegDecoder, PyAVDecoder, probe
 from test_shard_clips import make_clip
 
 

@@ -14,7 +14,7 @@ BACKENDS = ["torch", pytest.param("dali", marks=pytest.mark.dali)]
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
-    from avloc.tools.shard import ShardConfig, run_shard
+    from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips
 
     root = tmp_path_factory.mktemp("integration")

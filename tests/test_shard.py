@@ -14,9 +14,10 @@ import pytest
 
 from avloc import schema
 from avloc.errors import InputError
-from avloc.tools.decode import FfmpegDecoder
-from avloc.tools.sample_builder import BuildOptions, ClipTask
-from avloc.tools.shard import ShardConfig, plan_shards, run_shard
+from avloc.tools.sharding.decode import FfmpegDecoder
+from avloc.tools.sharding.sample_builder import BuildOptions, ClipTask
+from avloc.tools.sharding import ShardConfig, run_shard
+from avloc.tools.sharding.planning import plan_shards
 from avloc.spectrogram import fnac_spectrogram_from_samples
 
 N_CLIPS = 8
@@ -33,7 +34,7 @@ def synth(tmp_path_factory):
 
 def _config(synth, out, **kw) -> ShardConfig:
     base = dict(clips=synth.clips_dir, out=out, csv=synth.csv_path, boxes=synth.boxes_path,
-                samples_per_shard=PER_SHARD, workers=2, progress=False, log=lambda m: None)
+                samples_per_shard=PER_SHARD, workers=2, progress=False)
     base.update(kw)
     return ShardConfig(**base)
 
@@ -199,7 +200,7 @@ def test_resume_skips_done_shards_and_rebuilds_unfinished(synth, tmp_path):
     # a shard never marked done (killed before its stats) and a stray temp file: only that shard is rebuilt
     victim = tars[1]
     Path(str(victim)[:-4] + "_stats.json").unlink()
-    (out / (victim.name + ".tmp")).write_bytes(b"half")
+    (out / f".{victim.name}.x1y2z3.tmp").write_bytes(b"half")  # what a killed writer leaves
     third = run_shard(_config(synth, out))
     assert third["shards_built"] == 1 and third["shards_skipped"] == len(tars) - 1
     assert not list(out.glob("*.tmp"))

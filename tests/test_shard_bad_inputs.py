@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tarfile
 
 import numpy as np
@@ -15,8 +16,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from avloc import schema
-from avloc.cli import cli
-from avloc.tools.shard import ShardConfig, run_shard
+from cli_invoke import avloc_cli
+from avloc.tools.sharding import ShardConfig, run_shard
 from test_shard_clips import make_bad_inputs, make_clip
 
 
@@ -32,7 +33,7 @@ def sharded(request, bad_clips, tmp_path_factory):
     clips, made = bad_clips
     out = tmp_path_factory.mktemp(f"out-{request.param}")
     report = run_shard(ShardConfig(clips=clips, out=out, samples_per_shard=5, workers=2, decoder=request.param,
-                                   progress=False, log=lambda m: None))
+                                   progress=False))
     rows = {r["source_path"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
     return out, report, rows, made, clips
 
@@ -147,7 +148,7 @@ def test_report_counts(sharded):
 
 def test_cli_exit_zero_with_failed_clips(bad_clips, tmp_path):
     clips, _ = bad_clips
-    result = CliRunner().invoke(cli, ["shard", "--clips", str(clips), "--out", str(tmp_path / "o"), "--workers", "1",
+    result = CliRunner().invoke(avloc_cli, ["shard", "--clips", str(clips), "--out", str(tmp_path / "o"), "--workers", "1",
                                       "--no-progress", "--samples-per-shard", "50"])
     assert result.exit_code == 0, result.output
     assert "failed corrupt_file: 2" in result.output
@@ -159,7 +160,20 @@ def test_permission_denied_file(tmp_path):
     clip = make_clip(clips / "noperm00001_000000.mp4", duration=1.0)
     clip.chmod(0)
     try:
-        report = run_shard(ShardConfig(clips=clips, out=tmp_path / "o", workers=1, progress=False, log=lambda m: None))
+        report = run_shard(ShardConfig(clips=clips, out=tmp_path / "o", workers=1, progress=False))
     finally:
         clip.chmod(0o644)
     assert report["failed_by_reason"] == {"unreadable_file": 1}
+
+
+def test_progress_counts_failed_clips(bad_clips, tmp_path, monkeypatch):
+    """Without a terminal, progress lines count the clips that failed so far (workers report them)."""
+    monkeypatch.setenv("AVLOC_PROGRESS_INTERVAL", "0")
+    clips, _ = bad_clips
+    result = CliRunner().invoke(avloc_cli, ["shard", "--clips", str(clips), "--out", str(tmp_path / "o"),
+                                            "--workers", "2", "--samples-per-shard", "5"])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stderr.splitlines() if "] shard: " in ln]
+    assert lines and "done in" in lines[-1]
+    assert re.search(r" failed 6\b", lines[-1]), lines[-1]
+    assert "; failed: 6" in result.stdout

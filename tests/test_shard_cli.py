@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from click.testing import CliRunner
 
-from avloc.cli import cli
+from cli_invoke import avloc_cli
 from test_shard_clips import make_clip
 
 
@@ -20,7 +21,7 @@ def one_clip(tmp_path_factory):
 
 
 def _run(args):
-    return CliRunner().invoke(cli, ["shard", *args])
+    return CliRunner().invoke(avloc_cli, ["shard", *args])
 
 
 def _assert_one_line_error(result, code=2, text=None):
@@ -102,12 +103,11 @@ def test_json_report_and_output(one_clip, tmp_path):
 def test_ray_distributor(one_clip, tmp_path):
     import ray
 
-    from avloc.tools.shard import ShardConfig, run_shard
+    from avloc.tools.sharding import ShardConfig, run_shard
 
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
     try:
-        report = run_shard(ShardConfig(clips=one_clip, out=tmp_path / "o", distributor="ray", progress=False,
-                                       log=lambda m: None))
+        report = run_shard(ShardConfig(clips=one_clip, out=tmp_path / "o", distributor="ray", progress=False))
     finally:
         ray.shutdown()
     assert report["ok"] == 1 and report["distributor"] == "ray"
@@ -122,14 +122,14 @@ def test_ray_and_local_write_the_same_shards(tmp_path):
 
     import ray
 
-    from avloc.tools.shard import ShardConfig, run_shard
+    from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips
 
     clips = generate_clips(tmp_path / "synth", 6, seed=4, duration=3.5, width=96, height=72, test_fraction=0.0)
 
     def shard(out, distributor):
         return run_shard(ShardConfig(clips=clips.clips_dir, out=out, csv=clips.csv_path, samples_per_shard=2,
-                                     workers=2, distributor=distributor, progress=False, log=lambda m: None))
+                                     workers=2, distributor=distributor, progress=False))
 
     def members(out):
         found = {}
@@ -174,3 +174,66 @@ def test_second_run_on_a_locked_output(one_clip, tmp_path):
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         r = _run(["--clips", str(one_clip), "--out", str(out)])
     _assert_one_line_error(r, text="another `avloc shard` run")
+
+
+def test_choice_and_number_problems_reported_together(one_clip, tmp_path):
+    r = _run(["--clips", str(one_clip), "--out", str(tmp_path / "o"), "--decoder", "gstreamer",
+              "--distributor", "slurm", "--samples-per-shard", "0"])
+    _assert_one_line_error(r, text="--decoder must be one of ffmpeg, pyav")
+    assert "--distributor must be one of local, ray" in r.output and "--samples-per-shard" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_help_ends_with_an_example():
+    r = _run(["--help"])
+    assert r.exit_code == 0
+    text = r.output.split("Options:")[0]  # the docstring's final paragraph, above the options
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert lines[-2].strip() == "Example:" and lines[-1].strip().startswith("avloc shard --clips ")
+    assert "[ffmpeg|pyav]" in r.output and "[local|ray]" in r.output
+
+
+def _progress_lines(output: str) -> list:
+    return [ln for ln in output.splitlines() if re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] shard: ", ln)]
+
+
+def test_progress_lines_without_a_terminal(one_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVLOC_PROGRESS_INTERVAL", "0")
+    r = _run(["--clips", str(one_clip), "--out", str(tmp_path / "o"), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    lines = _progress_lines(r.stderr)
+    assert lines, r.output
+    assert "1/1 (100.0%)" in lines[-1] and "clip/s" in lines[-1] and "done in" in lines[-1]
+    assert "avloc shard: 1 clips found" in r.stderr  # the start line, on stderr too
+    assert "throughput:" in r.stdout and not _progress_lines(r.stdout)
+
+
+def test_no_progress_prints_no_progress_lines(one_clip, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVLOC_PROGRESS_INTERVAL", "0")
+    r = _run(["--clips", str(one_clip), "--out", str(tmp_path / "o"), "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert not _progress_lines(r.output)
+
+
+def test_written_files_get_the_umask_modes(one_clip, tmp_path):
+    from avloc.tools.sharding import ShardConfig, run_shard
+
+    old = os.umask(0o022)
+    try:
+        run_shard(ShardConfig(clips=one_clip, out=tmp_path / "o", workers=1, progress=False,
+                              report_json=tmp_path / "report.json"))
+    finally:
+        os.umask(old)
+    out = tmp_path / "o"
+    names = ["train-000000.tar", "train-000000.idx", "train-000000.parquet", "train-000000_stats.json",
+             "manifest.parquet", "dataset.json", "missing_ids.txt"]
+    for path in [out / n for n in names] + [tmp_path / "report.json"]:
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    assert not list(out.glob(".*.tmp"))
+    old = os.umask(0o002)
+    try:
+        run_shard(ShardConfig(clips=one_clip, out=tmp_path / "g", workers=1, progress=False))
+    finally:
+        os.umask(old)
+    for name in names:
+        assert (tmp_path / "g" / name).stat().st_mode & 0o777 == 0o664, name

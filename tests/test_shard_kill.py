@@ -89,7 +89,7 @@ def _wait_for_workers_to_die(out: Path) -> None:
 
 def test_sigkill_mid_shard_then_resume(clips, tmp_path):
     out = tmp_path / "shards"
-    rc = _kill_when(_command(clips, out), lambda: out.is_dir() and any(out.glob("*.tar.tmp")))
+    rc = _kill_when(_command(clips, out), lambda: out.is_dir() and any(out.glob(".*.tar.*.tmp")))
     assert rc == -signal.SIGKILL, "the run finished before it could be killed"
     _wait_for_workers_to_die(out)
     _check_visible_shards_complete(out)

@@ -1,4 +1,4 @@
-"""avloc.spectrogram (torch) against scipy.signal.spectrogram, the recipe's definition (fnac.md 1.1),
+"""avloc.spectrogram (torch) against scipy.signal.spectrogram, the recipe's definition (METHOD.md §1.1),
 on random audio and on real audio that went through an AAC encode and our decoders."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 
 from avloc import schema
 from avloc.ffmpeg_bin import ffmpeg_exe
-from avloc.spectrogram import central_window, fnac_spectrogram_from_samples, log_spectrogram, to_float_audio
+from avloc.audio import central_window, to_float_audio
+from avloc.spectrogram import fnac_spectrogram_from_samples, log_spectrogram
 
 scipy_signal = pytest.importorskip("scipy.signal")
 
@@ -78,7 +79,7 @@ def real_clip(shared_dir, tmp_path_factory):
 
 @pytest.mark.parametrize("decoder", ["ffmpeg", "pyav"])
 def test_decoded_real_audio_matches_scipy(real_clip, decoder):
-    from avloc.tools.decode import make_decoder
+    from avloc.tools.sharding.decode import make_decoder
 
     decoded = make_decoder(decoder).decode(real_clip)
     assert len(decoded.audio) > schema.WINDOW_SAMPLES

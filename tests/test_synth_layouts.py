@@ -1,4 +1,4 @@
-"""Synthetic benchmark sets: paths exactly as ../shared/spec/datasets.md lays them out, and the
+"""Synthetic benchmark sets: paths exactly as the released layouts (METHOD.md §5) lay them out, and the
 ground truth (boxes, XML, masks) agreeing with the pixels of the written frames."""
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from scipy.ndimage import binary_opening
 from PIL import Image
 from click.testing import CliRunner
 
-from avloc.cli import cli
+from cli_invoke import avloc_cli
 from avloc.errors import InputError
 from avloc.tools.synth import write_benchmark
-from avloc.tools.synth_audio import identify_class
-from avloc.tools.synth_scene import CLASS_COLOURS, CLASS_NAMES, mask_box
+from avloc.tools.synth.audio import identify_class
+from avloc.tools.synth.render import mask_box
+from avloc.tools.synth.scene import CLASS_COLOURS, CLASS_NAMES
 
 
 def read_wav(path):
@@ -178,7 +179,7 @@ def test_determinism_and_bad_input(tmp_path):
 
 
 def test_cli_benchmark_all(tmp_path):
-    res = CliRunner().invoke(cli, ["synth", "--out", str(tmp_path), "--benchmark", "all", "--items", "1",
+    res = CliRunner().invoke(avloc_cli, ["synth", "--out", str(tmp_path), "--benchmark", "all", "--items", "1",
                                    "--no-progress"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "vggss" / "vggss.json").is_file()
@@ -186,3 +187,25 @@ def test_cli_benchmark_all(tmp_path):
     assert (tmp_path / "avsbench" / "Single-source" / "s4_meta_data.csv").is_file()
     assert (tmp_path / "avsbench" / "Multi-sources" / "ms3_meta_data.csv").is_file()
     assert not (tmp_path / "clips").exists()  # clips only when --n is given with --benchmark
+
+
+def test_benchmark_names_and_the_evaluate_hint(tmp_path):
+    """synth writes each copy under the name avloc evaluate knows it by, and says how to score it."""
+    from avloc.tools.synth import BENCHMARKS, SynthBenchmarkCopy
+
+    assert BENCHMARKS == ("vggss", "flickr", "avsbench-s4", "avsbench-ms3")
+    res = CliRunner().invoke(avloc_cli, ["synth", "--out", str(tmp_path), "--benchmark", "avsbench-s4", "--items", "1",
+                                         "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert f"avloc evaluate --benchmark avsbench-s4 --data-root {tmp_path / 'avsbench'}" in res.output
+    manifest = json.loads((tmp_path / "avsbench" / "Single-source" / "synth_benchmark.json").read_text())
+    assert manifest["benchmark"] == "avsbench-s4"
+    copy = write_benchmark(tmp_path / "v", "vggss", 1)
+    assert isinstance(copy, SynthBenchmarkCopy) and copy.benchmark == "vggss"
+
+
+def test_bad_options_reported_together(tmp_path):
+    with pytest.raises(InputError) as err:
+        write_benchmark(tmp_path / "c", "flickr", 0, layout="nested", image_format="gif")
+    for text in ("n_items", "layout", "image_format"):
+        assert text in str(err.value)

@@ -1,1 +1,1 @@
-"""avloc.tools: the sharding machinery and the synthetic-clip generator."""
+"""avloc.tools: ``sharding`` (raw clips -> shards) and ``synth`` (synthetic clips and benchmark copies)."""

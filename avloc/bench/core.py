@@ -181,7 +181,7 @@ class BenchContext:
         """Shards built by avloc shard from synthetic clips (once per context and size)."""
         key = ("shards", n, duration, width, height, samples_per_shard)
         if key not in self._cache:
-            from avloc.tools.shard import ShardConfig, run_shard
+            from avloc.tools.sharding import ShardConfig, run_shard
 
             clips = self.synthetic_clips(n, duration=duration, width=width, height=height)
             out = self.workdir / f"shards-{n}"

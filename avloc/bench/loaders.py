@@ -69,7 +69,8 @@ def build_data(root: Path, n: int, *, samples_per_shard: int = 256, log=print) -
 
     from avloc import schema
     from avloc.spectrogram import fnac_spectrogram_from_samples
-    from avloc.tools.shard_writer import ShardWriter, atomic_write_bytes
+    from avloc.tools.sharding.writer import ShardWriter
+    from avloc.utils.atomic import atomic_write_bytes
 
     folder, shards = root / "folder", root / "shards"
     if (shards / "dataset.json").is_file():

@@ -39,7 +39,7 @@ def _cpu_seconds() -> float:
 
 
 def _clip_paths(clips_dir: Path) -> list:
-    from avloc.tools.discover import find_clips
+    from avloc.tools.sharding.discover import find_clips
 
     return [c.path for c in find_clips(clips_dir).clips]
 
@@ -64,11 +64,11 @@ def baseline_recipe(clips: list, out: Path, workers: int, frame_time: float = 5.
 
 
 def _avloc_run(clips_dir: Path, out: Path, workers: int, decoder: str, n: int) -> None:
-    from avloc.tools.shard import ShardConfig, run_shard
+    from avloc.tools.sharding import ShardConfig, run_shard
 
     per_shard = max(1, math.ceil(n / (2 * workers)))  # two shards per worker: balanced load
     report = run_shard(ShardConfig(clips=clips_dir, out=out, workers=workers, decoder=decoder,
-                                   samples_per_shard=per_shard, overwrite=True, progress=False, log=lambda m: None))
+                                   samples_per_shard=per_shard, overwrite=True, progress=False))
     if report["ok"] != n:
         raise RuntimeError(f"avloc shard built {report['ok']} of {n} clips: {report['failed_by_reason']}")
 

@@ -117,7 +117,7 @@ def run(ctx: BenchContext) -> list:
 def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2, distractor_looks: str = "silent",
             sets=(), log=print) -> dict:
     """Synthetic clips -> shards (val split + boxes) -> short CPU training; returns the summary."""
-    from avloc.tools.shard import ShardConfig, run_shard
+    from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips
     from avloc.training.config import build_config
     from avloc.training.loop import run_training

@@ -1,13 +1,14 @@
-"""`avloc shard`: raw clips -> WebDataset shards (a thin layer over avloc.tools.shard.run_shard)."""
+"""`avloc shard`: raw clips -> WebDataset shards (a thin layer over avloc.tools.sharding.run_shard)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from avloc import schema
+from avloc.tools.sharding.decode import DECODERS
+from avloc.tools.sharding.distributors import DISTRIBUTORS
 
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -33,30 +34,32 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--jpeg-quality", type=int, default=schema.JPEG_QUALITY, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffle across shards.")
 @click.option("--overwrite", is_flag=True, help="Rebuild every shard instead of resuming.")
-@click.option("--decoder", type=click.Choice(["ffmpeg", "pyav"]), default="ffmpeg", show_default=True,
+@click.option("--decoder", default="ffmpeg", show_default=True, metavar=f"[{'|'.join(DECODERS)}]",
               help="ffmpeg: one ffmpeg process per clip; pyav: in-process decoding.")
 @click.option("--decoder-threads", type=int, default=2, show_default=True,
               help="Threads per video decoder in each worker (frame threading; results are identical).")
-@click.option("--distributor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--distributor", default="local", show_default=True, metavar=f"[{'|'.join(DISTRIBUTORS)}]",
               help="local process pool, or Ray tasks (pip install 'avloc[ray]'; RAY_ADDRESS picks the cluster).")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the report as JSON here.")
 def command(clips, out, csv_path, subset, exclude, test_ids, boxes, val_fraction, val_list, workers,
             samples_per_shard, keep_audio, frame_size, jpeg_quality, seed, overwrite, decoder, decoder_threads, distributor,
             no_progress, json_out):
     """Turn raw clips into WebDataset shards: centre frame (jpg), FNAC log-spectrogram (spec.f16), json,
-    DALI index, parquet manifest. Resumable: rerun the same command to finish an interrupted run."""
-    from avloc.tools.manifest import write_json
-    from avloc.tools.shard import ShardConfig, format_report, run_shard
+    DALI index, parquet manifest. Resumable: rerun the same command to finish an interrupted run.
+
+    Example:
+
+    \b
+      avloc shard --clips vggsound/clips --csv vggsound.csv --exclude vggss_test.csv --out shards
+    """
+    from avloc.tools.sharding import ShardConfig, format_report, run_shard
 
     cfg = ShardConfig(clips=clips, out=out, csv=csv_path, subset=subset, exclude=list(exclude) or None,
                       test_ids=list(test_ids) or None, boxes=boxes, val_fraction=val_fraction, val_list=val_list,
                       workers=workers, samples_per_shard=samples_per_shard, keep_audio=keep_audio,
                       frame_size=frame_size, jpeg_quality=jpeg_quality, seed=seed, overwrite=overwrite,
-                      decoder=decoder, decoder_threads=decoder_threads, distributor=distributor, progress=not no_progress,
-                      log=lambda m: click.echo(m, err=True))
-    report = run_shard(cfg)
-    click.echo(format_report(report, out), file=sys.stdout)
-    if json_out:
-        write_json(json_out, report)
+                      decoder=decoder, decoder_threads=decoder_threads, distributor=distributor,
+                      progress=not no_progress, report_json=json_out).checked()
+    click.echo(format_report(run_shard(cfg), out))

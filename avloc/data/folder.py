@@ -30,24 +30,16 @@ from avloc.errors import InputError
 log = logging.getLogger("avloc.data")
 
 
-def read_wav(path: Path) -> tuple:
-    """(mono samples, sample rate); stereo is averaged to mono."""
-    import soundfile
-
-    data, sr = soundfile.read(str(path), dtype="int16", always_2d=True)
-    mono = data[:, 0] if data.shape[1] == 1 else data.astype(np.float32).mean(axis=1).astype(np.int16)
-    return mono, sr
-
-
 def load_folder_sample(frame_path: Path, audio_path: Path, aug, image_size: int, mask_fill: str = "zero"):
     from PIL import Image
 
+    from avloc.audio import read_wav_int16_mono
     from avloc.spectrogram import fnac_spectrogram_from_samples
 
     with Image.open(frame_path) as img:
         img.load()
         image = augment.train_image(img, aug, image_size) if aug is not None else augment.eval_image(img, image_size)
-    samples, sr = read_wav(audio_path)
+    samples, sr = read_wav_int16_mono(audio_path)
     if sr != schema.SAMPLE_RATE:
         raise ValueError(f"audio is {sr} Hz, the recipe needs {schema.SAMPLE_RATE} Hz")
     log_spec, _, _ = fnac_spectrogram_from_samples(samples, sr)

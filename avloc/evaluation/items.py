@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from avloc import metrics
+from avloc.idlists import read_id_list  # noqa: F401  (the readers import it from here)
 
 MODALITIES = ("frame", "audio", "annotation")
 FRAME_EXTENSIONS = (".jpg", ".png", ".jpeg")
@@ -82,25 +83,6 @@ class BenchmarkSet:
             "defective_gt": dict(self.defective),
             "defective_gt_items": len(self.defective_items),
         }
-
-
-def read_id_list(path: Path) -> list:
-    """First column of a CSV/TXT id list (CRLF or LF, no header), without a media extension; order kept."""
-    ids = []
-    seen = set()
-    with open(path, newline="", encoding="utf-8") as fh:
-        for line in fh:
-            first = line.strip().split(",")[0].strip()
-            if not first:
-                continue
-            for ext in (".mp4", ".wav", ".jpg", ".png", ".webm", ".mkv"):
-                if first.endswith(ext):
-                    first = first[: -len(ext)]
-                    break
-            if first not in seen:
-                seen.add(first)
-                ids.append(first)
-    return ids
 
 
 def find_frame(folder: Path, stem: str, names: Optional[set] = None) -> Optional[Path]:

@@ -1,15 +1,7 @@
-"""Find clips under a folder and read the lists that decide which of them go into a set.
+"""Find clips under a folder and read the csv and boxes that decide their labels and splits.
 
-Clip ids. A file ``<ytid>_<start:06d>.<ext>`` has that stem as its id; a file named
-``<ytid>_<start_ms>_<end_ms>.<ext>`` (another common copy layout) gets the canonical id
-``<ytid>_<start:06d>`` so that it matches the published id lists. Any other stem is its own id
-(Unicode-normalised to NFC) and has no clip start.
-
-Sample keys. A WebDataset key must be tar-safe and must not contain a dot. An id made only of
-``[A-Za-z0-9_-]`` (every VGG-Sound id) is its own key. Any other id (non-ASCII letters, spaces,
-dots, ...) gets the key ``<ascii fold, other characters as '_'>_u<8 hex of sha1(id)>``, cut so
-the key stays short enough for a one-block USTAR header; the original id is kept in the
-sample's json and the manifest, and the sample is flagged ``key_rewritten``.
+Clip ids and sample keys follow ``schema.clip_id_for`` and ``schema.sample_key``; id lists
+(--subset, --exclude, ...) are read by ``avloc.idlists.read_id_list``.
 
 Duplicates. When two files map to the same id, one is kept by a fixed rule (non-empty file
 first, then the canonical ``<ytid>_<start:06d>`` name, then container preference
@@ -20,22 +12,17 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import os
-import re
-import unicodedata
 from pathlib import Path
 from typing import Optional
 
 from avloc import schema
 from avloc.errors import InputError
+from avloc.idlists import strip_media_extension
+from avloc.schema import CLIP_EXTENSIONS, clip_id_for
 
-CLIP_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".m4v", ".avi", ".flv", ".3gp", ".mpg", ".mpeg", ".ts")
 _EXT_RANK = {".mp4": 0, ".mkv": 1, ".webm": 2}
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-# a member name is "<key>.<ext>", ext at most "spec.f16"; USTAR holds 100 bytes in one header block
-MAX_KEY_LENGTH = 80
 
 
 @dataclasses.dataclass
@@ -55,26 +42,6 @@ class Discovery:
     clips: list  # ClipFile, one per id, sorted by key
     duplicates: list  # (ClipFile dropped, ClipFile kept)
     n_files: int
-
-
-def sample_key_for(clip_id: str) -> tuple[str, bool]:
-    """(key, rewritten) for a clip id; see the module docstring."""
-    if _SAFE_KEY.match(clip_id) and len(clip_id) <= MAX_KEY_LENGTH:
-        return clip_id, False
-    folded = unicodedata.normalize("NFKD", clip_id).encode("ascii", "ignore").decode("ascii")
-    folded = re.sub(r"[^A-Za-z0-9_-]", "_", folded).strip("_") or "clip"
-    digest = hashlib.sha1(clip_id.encode("utf-8")).hexdigest()[:8]
-    return f"{folded[:MAX_KEY_LENGTH - 11]}_u{digest}", True
-
-
-def clip_id_for(stem: str) -> tuple[str, Optional[float], bool]:
-    """(clip id, clip start in seconds or None, stem was already canonical)."""
-    stem = unicodedata.normalize("NFC", stem)
-    parsed = schema.parse_clip_id(stem)
-    if parsed is None:
-        return stem, None, False
-    canonical = schema.canonical_clip_id(parsed["ytid"], parsed["start"])
-    return canonical, parsed["start"], canonical == stem
 
 
 def _keep_order(c: ClipFile) -> tuple:
@@ -105,10 +72,10 @@ def find_clips(root) -> Discovery:
             except OSError:
                 size = -1  # a dangling link or a file that vanished: reported when it is read
             clip_id, start, canonical = clip_id_for(path.stem)
-            key, rewritten = sample_key_for(clip_id)
+            key = schema.sample_key(clip_id)
             found.append(ClipFile(path=path.absolute(), rel_path=path.relative_to(root).as_posix(), clip_id=clip_id,
                                   key=key, clip_start=start, size=size, canonical_name=canonical,
-                                  key_rewritten=rewritten))
+                                  key_rewritten=key != clip_id))
     by_key: dict[str, list] = {}
     for c in found:
         by_key.setdefault(c.key, []).append(c)
@@ -118,52 +85,6 @@ def find_clips(root) -> Discovery:
         clips.append(group[0])
         duplicates.extend((dropped, group[0]) for dropped in group[1:])
     return Discovery(clips=clips, duplicates=duplicates, n_files=len(found))
-
-
-def _strip_clip_ext(token: str) -> str:
-    token = token.strip().strip('"').strip()
-    lower = token.lower()
-    for ext in CLIP_EXTENSIONS + (".wav", ".jpg", ".png", ".flac"):
-        if lower.endswith(ext):
-            return token[: -len(ext)]
-    return token
-
-
-def read_id_list(path) -> list:
-    """Clip ids from a list file, in file order (duplicates dropped).
-
-    Accepts one id per line (``vggss_144k.txt``; CRLF and ``#`` comments fine), csv files whose
-    first column is an id or file name (``vggss_test.csv``, ``vggsound_test.csv``), full
-    vggsound.csv rows (``ytid,start,label,split``), and vggss.json-style json (a list of
-    ``{"file": id}`` objects or of id strings).
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read id list {path}: {exc.strerror if isinstance(exc, OSError) else exc}") from None
-    ids: list[str] = []
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise InputError(f"id list {path} is not valid json: {exc}") from None
-        if not isinstance(data, list):
-            raise InputError(f"id list {path}: expected a json list of ids or of {{'file': id}} objects")
-        for item in data:
-            ident = item.get("file") if isinstance(item, dict) else item
-            if isinstance(ident, str) and ident.strip():
-                ids.append(clip_id_for(_strip_clip_ext(ident))[0])
-    else:
-        for row in csv.reader(text.splitlines()):
-            if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
-                continue
-            first = _strip_clip_ext(row[0])
-            if len(row) >= 2 and row[1].strip().isdigit() and schema.parse_clip_id(first) is None:
-                ids.append(schema.canonical_clip_id(first, int(row[1])))
-            else:
-                ids.append(clip_id_for(first)[0])
-    return list(dict.fromkeys(ids))
 
 
 @dataclasses.dataclass
@@ -195,7 +116,7 @@ def read_vggsound_csv(path) -> dict:
                 raise InputError(f"--csv {path} line {line_no}: split must be train or test, got {cells[3]!r}")
             label = cells[2]
         elif len(cells) == 2:
-            clip_id, label, split = clip_id_for(_strip_clip_ext(cells[0]))[0], cells[1], None
+            clip_id, label, split = clip_id_for(strip_media_extension(cells[0]))[0], cells[1], None
         elif line_no == 1:
             continue  # a header row
         else:
@@ -224,5 +145,5 @@ def read_boxes(path) -> dict:
         bbox = item["bbox"]
         if not isinstance(bbox, list) or not all(isinstance(b, list) and len(b) == 4 for b in bbox):
             raise InputError(f"--boxes {path}: item {i} ({item['file']}) bbox is not a list of [x1, y1, x2, y2]")
-        boxes[clip_id_for(_strip_clip_ext(str(item["file"])))[0]] = [[float(v) for v in b] for b in bbox]
+        boxes[clip_id_for(strip_media_extension(str(item["file"])))[0]] = [[float(v) for v in b] for b in bbox]
     return boxes

@@ -9,7 +9,7 @@ no_audio_decoded, no_frame_decoded (no frame at or after the centre), internal_e
 
 Flags (ok): short_audio_tiled (audio < 3 s, tiled as the recipe does), silent_audio (window
 peak below -80 dBFS), rotated (display matrix honoured), variable_frame_rate, odd_resolution,
-frame_upscaled (shorter side below the frame size), key_rewritten (see discover), not_in_csv.
+frame_upscaled (shorter side below the frame size), key_rewritten (see schema.sample_key), not_in_csv.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Optional
 import numpy as np
 
 from avloc import schema
+from avloc.audio import central_window
 from avloc.spectrogram import fnac_spectrogram_from_samples
-from avloc.tools.decode import DecodeFailure, make_decoder, target_size
+from avloc.tools.sharding.decode import DecodeFailure, make_decoder, target_size
 
 SILENCE_PEAK = 1e-4  # -80 dBFS on the [-1, 1] scale
 
@@ -144,7 +145,7 @@ class SampleBuilder:
         if audio.size == 0:
             raise DecodeFailure("no_audio_decoded", "the audio stream decoded to 0 samples")
         log_spec, window_start, tiled = fnac_spectrogram_from_samples(audio, schema.SAMPLE_RATE)
-        window = _window_int16(audio, window_start, tiled)
+        window, _, _ = central_window(audio)  # the int16 samples of the spectrogram's window
         peak = float(np.abs(window.astype(np.float32)).max()) / 32767.0
         t2 = time.perf_counter()
 
@@ -181,11 +182,3 @@ class SampleBuilder:
         t3 = time.perf_counter()
         outcome.timings.update(decode_s=t1 - t0, spec_s=t2 - t1, encode_s=t3 - t2)
 
-
-def _window_int16(audio: np.ndarray, start: int, tiled: bool) -> np.ndarray:
-    """The int16 samples of the spectrogram's window (same indices as avloc.spectrogram.central_window)."""
-    n = schema.WINDOW_SAMPLES
-    if tiled:
-        reps = -(-n // len(audio))
-        return np.tile(audio, reps)[:n]
-    return audio[start:start + n]

@@ -3,34 +3,22 @@
 Members are written in sample order with fixed metadata (uid/gid 0, mtime 0, mode 0o444) so a
 shard's bytes depend only on its samples. The DALI v1.2 index is built from the offsets we
 write, so no second pass over the tar is needed. Both files are written under temporary
-names and renamed into place on ``close()``; a killed process leaves only ``.tmp`` files,
-which the next run deletes.
+names (``avloc.utils.atomic``) and renamed into place on ``close()``, the index first; a killed
+process leaves only hidden ``.tmp`` files, which the next run deletes.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import sys
 import tarfile
 from pathlib import Path
 from typing import Optional
 
+from avloc.utils.atomic import atomic_path, atomic_write_bytes
+
 DALI_INDEX_VERSION = "v1.2"
-TMP_SUFFIX = ".tmp"
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    _fsync_write(tmp, data)
-    os.replace(tmp, path)
 
 
 class ShardWriter:
@@ -43,8 +31,8 @@ class ShardWriter:
     def __init__(self, tar_path, index_path: Optional[os.PathLike] = None):
         self.tar_path = Path(tar_path)
         self.index_path = Path(index_path) if index_path else self.tar_path.with_suffix(".idx")
-        self._tmp_tar = self.tar_path.with_name(self.tar_path.name + TMP_SUFFIX)
-        self._fh = open(self._tmp_tar, "wb")
+        self._rename = atomic_path(self.tar_path, fsync=True)
+        self._fh = open(self._rename.__enter__(), "wb")
         self._tar = tarfile.open(fileobj=self._fh, mode="w", format=tarfile.USTAR_FORMAT)
         self._index_rows: list[str] = []
         self.keys: list[str] = []
@@ -71,22 +59,22 @@ class ShardWriter:
 
     def close(self) -> None:
         self._tar.close()
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
         self.bytes_written = self._fh.tell()
         self._fh.close()
         index = f"{DALI_INDEX_VERSION} {len(self._index_rows)}\n" + "".join(r + "\n" for r in self._index_rows)
-        atomic_write_bytes(self.index_path, index.encode("utf-8"))
-        os.replace(self._tmp_tar, self.tar_path)
+        try:
+            atomic_write_bytes(self.index_path, index.encode("utf-8"), fsync=True)
+        except BaseException:
+            self._rename.__exit__(*sys.exc_info())
+            raise
+        self._rename.__exit__(None, None, None)  # fsync, then the tar appears under its name
 
     def abort(self) -> None:
         try:
             self._tar.close()
         finally:
             self._fh.close()
-            for p in (self._tmp_tar,):
-                if p.exists():
-                    p.unlink()
+            self._rename.__exit__(RuntimeError, RuntimeError("shard aborted"), None)  # removes the temp file
 
     def __enter__(self):
         return self

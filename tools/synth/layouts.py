@@ -1,4 +1,4 @@
-"""Synthetic evaluation sets in the real benchmark layouts (../shared/spec/datasets.md).
+"""Synthetic copies of the evaluation benchmarks, in their released layouts (METHOD.md §5).
 
 ``write_benchmark(out_dir, benchmark, n_items, seed=...)`` for
 
@@ -27,19 +27,25 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 from xml.etree import ElementTree as ET
 
 import numpy as np
 from PIL import Image
 
-from avloc.errors import AvlocError, InputError
-from avloc.tools.shard_writer import atomic_write_bytes
-from avloc.tools.synth import check_distractor_looks, class_names, ensure_output_dir, make_ytids, run_jobs
-from avloc.tools.synth_audio import render_mix, sample_sound, wav_bytes
-from avloc.tools.synth_scene import Scene, SceneRenderer, mask_box, sample_scene
+from avloc.errors import AvlocError, ConfigError
+from avloc.tools.synth.audio import render_mix, sample_sound, wav_bytes
+from avloc.tools.synth.jobs import ensure_output_dir, make_ytids, run_jobs, write_file
+from avloc.tools.synth.render import SceneRenderer, mask_box
+from avloc.tools.synth.scene import MAX_CLASSES, Scene, class_names, distractor_problems, sample_scene
 
+# The names ``avloc evaluate --benchmark`` knows these layouts by.
 BENCHMARKS = ("vggss", "flickr", "avsbench-s4", "avsbench-ms3")
+# Sub-folder of ``avloc synth --out`` each benchmark goes to (AVSBench's two roots share one
+# folder, as in the real download); ``avloc evaluate --data-root`` takes that folder.
+BENCHMARK_FOLDERS = {"vggss": "vggss", "flickr": "flickr", "avsbench-s4": "avsbench", "avsbench-ms3": "avsbench"}
+FLICKR_LAYOUTS = ("flat", "split")
+IMAGE_FORMATS = ("jpg", "png")
 MANIFEST_NAME = "synth_benchmark.json"
 FLICKR_CANVAS = 256
 AVS_SIZE = 224
@@ -80,11 +86,6 @@ def _mask_palette(mask: np.ndarray) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, data)
 
 
 def _csv_bytes(rows: list, header: Optional[list] = None, terminator: str = "\r\n") -> bytes:
@@ -156,25 +157,50 @@ def write_item(job: ItemJob) -> dict:
         mask = np.isin(labels, sounding)
         boxes.append(mask_box(mask))
         areas.append(float(mask.mean()))
-        _write(Path(fpath), _image_bytes(frame, job.image_format))
+        write_file(Path(fpath), _image_bytes(frame, job.image_format))
         if mpath:
             data = _mask_palette(mask) if job.benchmark == "avsbench-ms3" else _mask_1bit(mask)
-            _write(Path(mpath), data)
+            write_file(Path(mpath), data)
     audio = render_mix(job.sounds, job.duration, job.sample_rate, job.noise_seed, channels=job.channels)
-    _write(Path(job.audio_path), wav_bytes(audio, job.sample_rate))
+    write_file(Path(job.audio_path), wav_bytes(audio, job.sample_rate))
     for path, data in job.extra_files.items():
-        _write(Path(path), data)
+        write_file(Path(path), data)
     return {"boxes": boxes, "mask_areas": areas}
 
 
 # ---------------------------------------------------------------- planning per benchmark
 
 @dataclasses.dataclass
-class BenchmarkSet:
+class SynthBenchmarkCopy:
+    """A written synthetic copy of a benchmark (not a loaded evaluation set)."""
+
     root: Path  # the folder a reader is pointed at (e.g. .../Single-source for S4)
     benchmark: str
     items: list
     files: dict  # role -> path of the set-level files (json, csv, meta)
+
+
+def benchmark_problems(benchmark: str, n_items: int, *, n_classes: int = 4, layout: str = "flat",
+                       image_format: Optional[str] = None, frame_size: Optional[tuple] = None,
+                       distractor_looks: str = "silent") -> List[str]:
+    """Every reason ``write_benchmark`` cannot write this copy (named by its arguments)."""
+    if benchmark not in BENCHMARKS:
+        return [f"benchmark must be one of {', '.join(BENCHMARKS)}, got {benchmark!r}"]
+    found = []
+    if n_items < 1:
+        found.append(f"n_items must be at least 1, got {n_items}")
+    min_classes = 2 if benchmark == "avsbench-ms3" else 1
+    if not min_classes <= n_classes <= MAX_CLASSES:
+        found.append(f"{benchmark} needs between {min_classes} and {MAX_CLASSES} classes, got {n_classes}")
+    found += distractor_problems(n_classes, distractor_looks)
+    if layout not in FLICKR_LAYOUTS:
+        found.append(f"flickr layout must be one of {', '.join(FLICKR_LAYOUTS)}, got {layout!r}")
+    if (image_format or "jpg") not in IMAGE_FORMATS:
+        found.append(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}")
+    width, height = frame_size or (320, 240)
+    if width < 16 or height < 16:
+        found.append(f"frame size must be at least 16x16, got {width}x{height}")
+    return found
 
 
 def _split_plan(n_test: int, n_train: int, n_val: int) -> list:
@@ -196,7 +222,7 @@ def write_benchmark(
     distractor_looks: str = "silent",
     workers: int = 1,
     progress: bool = False,
-) -> BenchmarkSet:
+) -> SynthBenchmarkCopy:
     """Write a synthetic copy of ``benchmark`` with ``n_items`` test items under ``out_dir``.
 
     ``frame_size`` (width, height) applies to VGG-SS and Flickr (default 320x240; AVSBench is
@@ -204,23 +230,13 @@ def write_benchmark(
     ``layout`` is Flickr's "flat" or "split". AVSBench sets also get ``train_items`` and
     ``val_items`` clips in those splits, as the real metadata lists all three.
     """
-    if benchmark not in BENCHMARKS:
-        raise InputError(f"benchmark must be one of {', '.join(BENCHMARKS)}, got {benchmark!r}")
-    if n_items < 1:
-        raise InputError(f"n_items must be at least 1, got {n_items}")
-    min_classes = 2 if benchmark == "avsbench-ms3" else 1
-    if n_classes < min_classes:
-        raise InputError(f"{benchmark} needs at least {min_classes} classes, got {n_classes}")
+    found = benchmark_problems(benchmark, n_items, n_classes=n_classes, layout=layout, image_format=image_format,
+                               frame_size=frame_size, distractor_looks=distractor_looks)
+    if found:
+        raise ConfigError(found)
     names = class_names(n_classes)
-    check_distractor_looks(n_classes, distractor_looks)
-    if layout not in ("flat", "split"):
-        raise InputError(f"flickr layout must be 'flat' or 'split', got {layout!r}")
     image_format = image_format or "jpg"
-    if image_format not in ("jpg", "png"):
-        raise InputError(f"image_format must be jpg or png, got {image_format!r}")
     width, height = frame_size or (320, 240)
-    if width < 16 or height < 16:
-        raise InputError(f"frame size must be at least 16x16, got {width}x{height}")
     out = Path(out_dir)
     ensure_output_dir(out)
 
@@ -241,26 +257,26 @@ def write_benchmark(
     return bset
 
 
-def _finish(bset: BenchmarkSet, names: list) -> None:
+def _finish(bset: SynthBenchmarkCopy, names: list) -> None:
     """Set-level files, written after every item is on disk."""
     items = bset.items
     if bset.benchmark == "vggss":
         records = [{"file": it["id"], "class": it["label"], "bbox": [it["frame_boxes"][0]]} for it in items]
         for it, rec in zip(items, records):
             it["bbox"] = rec["bbox"]
-        _write(bset.files["json"], (json.dumps(records) + "\n").encode())
-        _write(bset.files["csv"], _csv_bytes([[it["id"]] for it in items]))
+        write_file(bset.files["json"], (json.dumps(records) + "\n").encode())
+        write_file(bset.files["csv"], _csv_bytes([[it["id"]] for it in items]))
     elif bset.benchmark == "flickr":
-        _write(bset.files["csv"], _csv_bytes([[it["id"], it["unused"]] for it in items]))
+        write_file(bset.files["csv"], _csv_bytes([[it["id"], it["unused"]] for it in items]))
     elif bset.benchmark == "avsbench-s4":
         rows = [[it["name"], it["start_time"], it["category"], it["split"]] for it in items]
-        _write(bset.files["meta"], _csv_bytes(rows, header=["name", "start_time", "category", "split"], terminator="\n"))
+        write_file(bset.files["meta"], _csv_bytes(rows, header=["name", "start_time", "category", "split"], terminator="\n"))
     else:
         rows = [[it["name"], ";".join(it["labels"]), it["split"]] for it in items]
-        _write(bset.files["meta"], _csv_bytes(rows, header=["video_id", "labels", "split"], terminator="\n"))
+        write_file(bset.files["meta"], _csv_bytes(rows, header=["video_id", "labels", "split"], terminator="\n"))
     manifest = {"benchmark": bset.benchmark, "root": str(bset.root), "classes": names,
                 "files": {k: str(v) for k, v in bset.files.items()}, "items": items}
-    _write(bset.root / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_file(bset.root / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
 
 
 def _single_source(rng, names, *, reference_time, distractor_looks, size_by="box", area_range=(0.27, 0.48),
@@ -283,7 +299,7 @@ def _plan_vggss(out, rng, n, names, *, width, height, image_format, seed, distra
         jobs.append(ItemJob("vggss", scene, sounds, int(rng.integers(2**31 - 1)), width, height, 10.0, 16000, 1,
                             [5.0], [str(frame)], [None], str(audio), {}, image_format))
     files = {"json": out / "vggss.json", "csv": out / "vggss_test.csv"}
-    return BenchmarkSet(out, "vggss", items, files), jobs
+    return SynthBenchmarkCopy(out, "vggss", items, files), jobs
 
 
 def _plan_flickr(out, rng, n, names, *, width, height, image_format, layout, distractor_looks, **_):
@@ -317,7 +333,7 @@ def _plan_flickr(out, rng, n, names, *, width, height, image_format, layout, dis
         jobs.append(ItemJob("flickr", scene, sounds, int(rng.integers(2**31 - 1)), width, height, 10.0, 16000, 1,
                             [5.0], [str(frame)], [None], str(audio), {str(xml): flickr_xml(fid, annotations, names[cls])},
                             image_format))
-    return BenchmarkSet(out, "flickr", items, {"csv": out / "flickr_test.csv"}), jobs
+    return SynthBenchmarkCopy(out, "flickr", items, {"csv": out / "flickr_test.csv"}), jobs
 
 
 def _avs_names(rng, n) -> list:
@@ -346,7 +362,7 @@ def _plan_s4(out, rng, n, names, *, train_items, val_items, distractor_looks, **
         jobs.append(ItemJob("avsbench-s4", scene, sounds, int(rng.integers(2**31 - 1)), AVS_SIZE, AVS_SIZE,
                             AVS_DURATION, 16000, channels, [frame_time(k) for k in range(1, AVS_FRAMES + 1)],
                             [str(p) for p in frames], [str(p) if p else None for p in masks], str(audio), {}, "png"))
-    return BenchmarkSet(root, "avsbench-s4", items, {"meta": root / "s4_meta_data.csv"}), jobs
+    return SynthBenchmarkCopy(root, "avsbench-s4", items, {"meta": root / "s4_meta_data.csv"}), jobs
 
 
 def _plan_ms3(out, rng, n, names, *, train_items, val_items, distractor_looks, **_):
@@ -369,4 +385,4 @@ def _plan_ms3(out, rng, n, names, *, train_items, val_items, distractor_looks, *
         jobs.append(ItemJob("avsbench-ms3", scene, sounds, int(rng.integers(2**31 - 1)), AVS_SIZE, AVS_SIZE,
                             AVS_DURATION, 16000, 1, [frame_time(k) for k in range(1, AVS_FRAMES + 1)],
                             [str(p) for p in frames], [str(p) for p in masks], str(audio), {}, "png"))
-    return BenchmarkSet(root, "avsbench-ms3", items, {"meta": root / "ms3_meta_data.csv"}), jobs
+    return SynthBenchmarkCopy(root, "avsbench-ms3", items, {"meta": root / "ms3_meta_data.csv"}), jobs

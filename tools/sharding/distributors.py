@@ -1,6 +1,6 @@
 """Run shard jobs: locally over a process pool (default) or as Ray tasks (optional extra).
 
-Both run the same module-level ``avloc.tools.shard.run_shard_job`` on the same picklable
+Both run the same module-level ``avloc.tools.sharding.job.run_shard_job`` on the same picklable
 ``ShardJob``; a job writes its shard files itself (atomically), so a job that is retried or
 run twice leaves the same files. A Ray cluster needs ``--out`` on storage every node sees.
 """
@@ -12,8 +12,11 @@ import queue as queue_mod
 from typing import Callable, Iterator
 
 from avloc.errors import AvlocError, InputError
+from avloc.utils.system import first_line
 
 DISTRIBUTORS = ("local", "ray")
+# on_clip(n, failed): n more clips done, ``failed`` of them failed
+ClipCallback = Callable[[int, int], None]
 
 _progress_queue = None
 
@@ -46,13 +49,13 @@ def _init_worker(progress_queue, torch_threads: int, parent_pid: int) -> None:
         pass
 
 
-def _report_clip() -> None:
+def _report_clip(failed: bool) -> None:
     if _progress_queue is not None:
-        _progress_queue.put(1)
+        _progress_queue.put(int(failed))
 
 
 def _pool_job(job):
-    from avloc.tools.shard import run_shard_job
+    from avloc.tools.sharding.job import run_shard_job
 
     return run_shard_job(job, on_clip=_report_clip)
 
@@ -65,28 +68,35 @@ class LocalDistributor:
     def __init__(self, workers: int):
         self.workers = max(1, int(workers))
 
-    def run(self, jobs: list, on_clip: Callable[[int], None]) -> Iterator:
-        from avloc.tools.shard import run_shard_job
-
+    def run(self, jobs: list, on_clip: ClipCallback) -> Iterator:
         if not jobs:
             return
         if self.workers == 1 or len(jobs) == 1:
-            # in this process; one torch thread: the per-clip spectrogram is tiny and a thread
-            # pool on a busy machine costs more than it saves
-            import torch
-
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                for job in jobs:
-                    yield run_shard_job(job, on_clip=lambda: on_clip(1))
-            finally:
-                torch.set_num_threads(threads)
+            yield from self._run_here(jobs, on_clip)
             return
+        yield from self._run_pool(jobs, on_clip)
+
+    @staticmethod
+    def _run_here(jobs: list, on_clip: ClipCallback) -> Iterator:
+        # in this process; one torch thread: the per-clip spectrogram is tiny and a thread
+        # pool on a busy machine costs more than it saves
+        import torch
+
+        from avloc.tools.sharding.job import run_shard_job
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for job in jobs:
+                yield run_shard_job(job, on_clip=lambda failed: on_clip(1, int(failed)))
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run_pool(self, jobs: list, on_clip: ClipCallback) -> Iterator:
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        from avloc.tools.sample_builder import preload
+        from avloc.tools.sharding.sample_builder import preload
 
         preload()  # forked workers inherit the imported decoder/image modules instead of importing each
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
@@ -115,10 +125,10 @@ class LocalDistributor:
 def _drain(progress, on_clip) -> None:
     while True:
         try:
-            progress.get_nowait()
+            failed = progress.get_nowait()
         except (queue_mod.Empty, OSError, ValueError):
             return
-        on_clip(1)
+        on_clip(1, failed)
 
 
 class RayDistributor:
@@ -134,10 +144,10 @@ class RayDistributor:
         self.address = address or os.environ.get("RAY_ADDRESS")
         self.max_retries = max_retries
 
-    def run(self, jobs: list, on_clip: Callable[[int], None]) -> Iterator:
+    def run(self, jobs: list, on_clip: ClipCallback) -> Iterator:
         import ray
 
-        from avloc.tools.shard import run_shard_job
+        from avloc.tools.sharding.job import run_shard_job
 
         if not jobs:
             return
@@ -151,9 +161,9 @@ class RayDistributor:
             try:
                 result = ray.get(done[0])
             except Exception as exc:
-                raise AvlocError(f"Ray task for shard {job.stem} failed: {str(exc).splitlines()[0][:200]}; "
+                raise AvlocError(f"Ray task for shard {job.stem} failed: {first_line(exc)}; "
                                  "finished shards are kept, rerun to resume") from None
-            on_clip(len(job.tasks))
+            on_clip(len(job.tasks), result.n_failed)
             yield result
 
 

@@ -8,15 +8,13 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Iterable, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from avloc import schema
-from avloc.tools.shard_writer import TMP_SUFFIX, atomic_write_bytes
+from avloc.utils.atomic import atomic_write_bytes, atomic_write_with
 
 MANIFEST_SCHEMA = pa.schema([
     ("clip_id", pa.string()),
@@ -76,10 +74,7 @@ def write_parquet(path, rows: Iterable[dict]) -> None:
 
 def write_table(path, tab: pa.Table) -> None:
     """Write an Arrow table atomically (tmp file, rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    pq.write_table(tab, tmp, compression="zstd")
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: pq.write_table(tab, str(tmp), compression="zstd"))
 
 
 def concat(parquet_paths: Iterable, extra_rows: Iterable[dict] = ()) -> pa.Table:
@@ -92,13 +87,7 @@ def concat(parquet_paths: Iterable, extra_rows: Iterable[dict] = ()) -> pa.Table
 def write_json(path, data: dict, *, durable: bool = True) -> None:
     """Atomic json write; ``durable`` also fsyncs before the rename."""
     payload = (json.dumps(data, indent=1, sort_keys=False, ensure_ascii=False) + "\n").encode("utf-8")
-    if durable:
-        atomic_write_bytes(path, payload)
-        return
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, payload, fsync=durable)
 
 
 def dataset_json(*, classes: list, shards: dict, counts: dict, frame: dict, build: Optional[dict] = None) -> dict:

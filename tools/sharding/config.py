@@ -1,0 +1,76 @@
+"""``avloc shard``'s options as one frozen object; ``problems()`` lists every wrong one at once."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import List, Optional
+
+from avloc import schema
+from avloc.tools.sharding.decode import DECODERS
+from avloc.tools.sharding.distributors import DISTRIBUTORS
+from avloc.utils.options import CommandOptions, choice_problem
+
+
+def as_path_list(value) -> list:
+    """None, one path or a list of paths -> a list of Paths."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [Path(v) for v in value]
+    return [Path(value)]
+
+
+def _between(flag: str, value, low, high, upper_open: bool = False) -> List[str]:
+    inside = low <= value < high if upper_open else low <= value <= high
+    if inside:
+        return []
+    interval = f"[{low}, {high})" if upper_open else f"[{low}, {high}]"
+    return [f"{flag} must be in {interval}, got {value}"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardConfig(CommandOptions):
+    clips: Path
+    out: Path
+    csv: Optional[Path] = None
+    subset: Optional[Path] = None
+    exclude: Optional[list] = None  # one path or a list of paths
+    test_ids: Optional[list] = None  # one path or a list of paths
+    boxes: Optional[Path] = None
+    val_fraction: float = 0.0
+    val_list: Optional[Path] = None
+    workers: Optional[int] = None  # None: all usable cores
+    samples_per_shard: int = 1000
+    keep_audio: bool = False
+    frame_size: int = schema.FRAME_SHORT_SIDE
+    jpeg_quality: int = schema.JPEG_QUALITY
+    seed: int = 0
+    overwrite: bool = False
+    decoder: str = "ffmpeg"
+    decoder_threads: int = 2  # threads per video decoder (frame threading), in every worker
+    distributor: str = "local"
+    progress: bool = True
+    report_json: Optional[Path] = None  # also write the report here
+
+    def problems(self) -> List[str]:
+        """Every problem with the arguments, found before any work."""
+        found = []
+        if not Path(self.clips).is_dir():
+            found.append(f"--clips {self.clips} is not a folder")
+        for flag, value in (("--csv", self.csv), ("--subset", self.subset), ("--exclude", self.exclude),
+                            ("--test-ids", self.test_ids), ("--boxes", self.boxes), ("--val-list", self.val_list)):
+            found += [f"{flag} {p} is not a file" for p in as_path_list(value) if not p.is_file()]
+        if self.workers is not None and self.workers < 1:
+            found.append(f"--workers must be >= 1, got {self.workers}")
+        if self.samples_per_shard < 1:
+            found.append(f"--samples-per-shard must be >= 1, got {self.samples_per_shard}")
+        found += _between("--val-fraction", self.val_fraction, 0.0, 1.0, upper_open=True)
+        found += _between("--frame-size", self.frame_size, 16, 4096)
+        found += _between("--jpeg-quality", self.jpeg_quality, 1, 100)
+        found += _between("--decoder-threads", self.decoder_threads, 1, 64)
+        found += choice_problem("--decoder", self.decoder, DECODERS)
+        found += choice_problem("--distributor", self.distributor, DISTRIBUTORS)
+        if not found and Path(self.out).resolve() == Path(self.clips).resolve():
+            found.append("--out must not be the --clips folder")
+        return found

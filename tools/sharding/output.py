@@ -1,0 +1,127 @@
+"""The output folder: writable check, the run lock, and resume (what is done, what to rebuild).
+
+A rerun skips shards whose stats file exists with the same job hash and whose files are all
+there; it deletes temporary files and shards that were never marked done, and rebuilds those.
+Done shards from different inputs or options are an error unless ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+from avloc.errors import AvlocError, InputError
+from avloc.utils.atomic import atomic_write_bytes, remove_stale_temps
+
+_SHARD_FILE = re.compile(r"^(?P<stem>(?:train|val|test)-\d{6})(?P<kind>\.tar|\.idx|\.parquet|_stats\.json)$")
+MANIFEST_NAME = "manifest.parquet"
+SUMMARY_NAME = "dataset.json"
+MISSING_NAME = "missing_ids.txt"
+LOCK_NAME = ".avloc-shard.lock"
+
+
+def ensure_writable(out: Path) -> None:
+    """Create ``out`` and prove a file can be written and renamed there (InputError otherwise)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".avloc-write-test-{os.getpid()}"
+        atomic_write_bytes(probe, b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"--out {out} is not writable: {exc.strerror or exc}") from None
+    except AvlocError as exc:
+        raise InputError(f"--out {out} is not writable: {exc}") from None
+
+
+class OutputLock:
+    """An exclusive lock on the output folder so two runs never write the same shards."""
+
+    def __init__(self, out: Path):
+        self.path = out / LOCK_NAME
+        self.fh = None
+
+    def __enter__(self):
+        self.fh = open(self.path, "a")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            raise InputError(f"another `avloc shard` run is writing to {self.path.parent}") from None
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+        return False
+
+
+def shard_files(out: Path) -> dict:
+    """stem -> {kind: path} for our finished-named shard files in ``out``."""
+    files: dict = {}
+    for entry in os.scandir(out):
+        m = _SHARD_FILE.match(entry.name)
+        if m:
+            files.setdefault(m["stem"], {})[m["kind"]] = Path(entry.path)
+    return files
+
+
+def read_stats(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _parquet_intact(path: Path) -> bool:
+    """A whole parquet file starts and ends with its magic bytes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            fh.seek(-4, os.SEEK_END)
+            return head == b"PAR1" and fh.read(4) == b"PAR1"
+    except OSError:
+        return False
+
+
+def _check_done_shards_belong(out: Path, files: dict, jobs: list) -> None:
+    planned = {job.stem: job for job in jobs}
+    for stem, kinds in sorted(files.items()):
+        stats = read_stats(kinds["_stats.json"]) if "_stats.json" in kinds else None
+        if stats is None:
+            continue
+        job = planned.get(stem)
+        if job is None or stats.get("job_hash") != job.job_hash:
+            why = "is not part of this run's plan" if job is None else "was built from other clips or options"
+            raise InputError(f"{out} holds finished shard {stem} that {why}; rerun with --overwrite to rebuild the "
+                             "set, or use another --out")
+
+
+def reconcile(out: Path, jobs: list, *, overwrite: bool) -> tuple[list, list]:
+    """Clean the output folder for this plan; returns (pending jobs, jobs already done)."""
+    remove_stale_temps(out)  # temporary files never hold finished work
+    files = shard_files(out)
+    if overwrite:
+        for kinds in files.values():
+            for path in kinds.values():
+                path.unlink(missing_ok=True)
+        for name in (MANIFEST_NAME, SUMMARY_NAME, MISSING_NAME):
+            (out / name).unlink(missing_ok=True)
+        return list(jobs), []
+    _check_done_shards_belong(out, files, jobs)
+    pending, done = [], []
+    for job in jobs:
+        kinds = files.get(job.stem, {})
+        stats = read_stats(kinds["_stats.json"]) if "_stats.json" in kinds else None
+        complete = (stats is not None and all(k in kinds for k in (".tar", ".idx", ".parquet"))
+                    and kinds[".tar"].stat().st_size == stats.get("tar_bytes") and _parquet_intact(kinds[".parquet"]))
+        if complete:
+            done.append(job)
+            continue
+        for path in kinds.values():  # never marked done (killed mid-shard) or damaged since: rebuild
+            path.unlink(missing_ok=True)
+        pending.append(job)
+    return pending, done
