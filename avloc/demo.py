@@ -48,7 +48,8 @@ def _cores() -> int:
 
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
-    from avloc.evaluation.runner import EvalConfig, run_evaluation
+    from avloc.evaluation.options import EvaluateOptions
+    from avloc.evaluation.runner import evaluate
     from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips, write_benchmark
     from avloc.training.config import build_config
@@ -94,8 +95,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     if not checkpoint.is_file():
         checkpoint = run_dir / "checkpoints" / "latest.pt"
     log(f"[4/4] evaluating {checkpoint.name} on a synthetic VGG-SS copy ({cfg.eval_items} items) with the published protocol")
-    results = run_evaluation(EvalConfig(benchmark="vggss", data_root=bench_root, checkpoint=checkpoint,
-                                        out=out / "eval-vggss", device="auto", progress=cfg.progress), log=log)
+    results = evaluate(EvaluateOptions(benchmark="vggss", data_root=bench_root, checkpoint=checkpoint,
+                                       out=out / "eval-vggss", device="auto", progress=cfg.progress))
     timings["evaluate_s"] = time.perf_counter() - t0
 
     summary = {"out": str(out), "timings": timings, "shard": shard_report, "train": train_summary,

@@ -1,4 +1,4 @@
-"""Localisation metrics with the exact published protocol (fnac.md section 5).
+"""Localisation metrics with the exact published protocol (METHOD.md §5).
 
 Per sample: heat map -> upsample to 224 x 224 (bicubic, align_corners=False by default; the
 reference test script's bilinear, align_corners=True, on request) -> min-max to [0, 1] (left
@@ -9,15 +9,20 @@ cIoU), "auc" = trapezoid area under success(t) for t = 0.05 * i, i = 0..20, and 
 
 Ground-truth maps: VGG-SS boxes (fractions), Flickr-SoundNet boxes (pixels of a 256 x 256
 canvas, soft consensus of up to 3 annotators), AVSBench masks (> 0).
+
+torch is imported inside the functions that need it, so option checks and ``--help`` can read
+the constants (``UPSAMPLE_MODES``) without loading it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 MAP_SIZE = 224
 N_PIXELS = MAP_SIZE * MAP_SIZE  # 50,176
@@ -40,6 +45,8 @@ PROTOCOL = {
 
 
 def _as_float_tensor(maps) -> torch.Tensor:
+    import torch
+
     t = maps if isinstance(maps, torch.Tensor) else torch.from_numpy(np.asarray(maps))
     return t.detach().to(torch.float32)
 
@@ -48,6 +55,8 @@ def upsample_maps(heatmaps, upsample: str = "bicubic", size: int = MAP_SIZE) -> 
     """[N, h, w] raw maps -> [N, size, size] float32 on the same device."""
     if upsample not in UPSAMPLE_MODES:
         raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+    import torch.nn.functional as F
+
     maps = _as_float_tensor(heatmaps)
     if maps.ndim != 3:
         raise ValueError(f"heat maps must be [N, h, w], got shape {tuple(maps.shape)}")
@@ -57,6 +66,8 @@ def upsample_maps(heatmaps, upsample: str = "bicubic", size: int = MAP_SIZE) -> 
 
 def minmax_normalise(maps: torch.Tensor) -> torch.Tensor:
     """Per-sample (x - min) / (max - min); samples with max == min are returned unchanged."""
+    import torch
+
     flat = maps.reshape(maps.shape[0], -1)
     lo = flat.min(dim=1).values.view(-1, *([1] * (maps.ndim - 1)))
     hi = flat.max(dim=1).values.view(-1, *([1] * (maps.ndim - 1)))
@@ -84,6 +95,8 @@ def prediction_masks(heatmaps, upsample: str = "bicubic") -> tuple:
 
 def ciou_from_masks(pred: torch.Tensor, gt: torch.Tensor) -> np.ndarray:
     """Per-sample cIoU of boolean P [N,224,224] against G [N,224,224] in [0, 1] (float64 sums)."""
+    import torch
+
     p = pred.to(torch.float64)
     g = gt.to(device=pred.device, dtype=torch.float64)
     inter = (p * g).sum(dim=(1, 2))

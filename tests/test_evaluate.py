@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,10 @@ from click.testing import CliRunner
 from avloc import metrics
 from avloc.checkpoint import save_checkpoint
 from avloc.cli import cli
-from avloc.errors import InputError
-from avloc.evaluation.checkpoints import model_from_checkpoint
-from avloc.evaluation.runner import EvalConfig, run_evaluation
+from avloc.errors import ConfigError, InputError, run_click_command
+from avloc.evaluation.model_loading import model_from_checkpoint
+from avloc.evaluation.options import EvaluateOptions
+from avloc.evaluation.runner import evaluate
 from avloc.model import FNACModel
 
 torch.set_num_threads(2)
@@ -45,8 +47,10 @@ def vggss_root(tmp_path_factory):
 
 
 def _run(args):
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
-    return result.exit_code, result.output
+    """(exit code, stdout + stderr) of ``avloc ARGS``, errors mapped to exit codes as ``avloc`` does."""
+    with CliRunner().isolation() as (_, _, output):
+        code = run_click_command(cli, args, "avloc")
+    return code, output.getvalue().decode()
 
 
 def to_reference_layout(model: FNACModel) -> dict:
@@ -110,10 +114,9 @@ def test_checkpoint_errors_are_one_line_input_errors(tmp_path, tiny_model):
 # ------------------------------------------------------------------------- end to end
 
 def test_results_do_not_depend_on_batch_size(vggss_root, checkpoint):
-    runs = [run_evaluation(EvalConfig(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint,
-                                      batch_size=bs, device="cpu", progress=False, write_reports=False,
-                                      compute_chunk=2),
-                           log=lambda m: None) for bs in (1, 5)]
+    runs = [evaluate(EvaluateOptions(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint,
+                                     batch_size=bs, device="cpu", progress=False, write_reports=False,
+                                     compute_chunk=2)) for bs in (1, 5)]
     first = runs[0]["_per_sample"]
     assert len(first["ciou"]) == 5
     for other in runs[1:]:
@@ -127,9 +130,9 @@ def test_model_heatmaps_match_the_metric_api(vggss_root, checkpoint, tiny_model)
     from avloc.evaluation import media
     from avloc.evaluation.benchmarks import load_benchmark
 
-    res = run_evaluation(EvalConfig(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint,
-                                    batch_size=2, device="cpu", progress=False, write_reports=False,
-                                    upsample="bilinear", compute_chunk=2, limit=2), log=lambda m: None)
+    res = evaluate(EvaluateOptions(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint,
+                                   batch_size=2, device="cpu", progress=False, write_reports=False,
+                                   upsample="bilinear", compute_chunk=2, limit=2))
     items = load_benchmark("vggss", vggss_root.root).items[:2]
     heat, gts = [], []
     with torch.no_grad():
@@ -173,8 +176,8 @@ def test_cli_vggss_with_missing_media_and_defective_box(vggss_root, checkpoint, 
     assert len(list((out / "overlays").glob("*.png"))) == 2
 
 
-@pytest.mark.parametrize("benchmark,synth_name", [("avsbench", "avsbench-s4"), ("avsbench-ms3", "avsbench-ms3"),
-                                                  ("flickr", "flickr")])
+@pytest.mark.parametrize("benchmark,synth_name", [("avsbench-s4", "avsbench-s4"), ("avsbench", "avsbench-s4"),
+                                                  ("avsbench-ms3", "avsbench-ms3"), ("flickr", "flickr")])
 def test_cli_other_benchmarks_end_to_end(tmp_path, checkpoint, benchmark, synth_name):
     from avloc.tools.synth import write_benchmark
 
@@ -189,6 +192,7 @@ def test_cli_other_benchmarks_end_to_end(tmp_path, checkpoint, benchmark, synth_
     assert results["counts"]["expected"] == n and results["counts"]["scored"] == n
     assert results["rows"][0]["method"] == "model" and results["rows"][0]["n"] == n
     assert results["upsample"] == "bilinear"
+    assert results["benchmark"] == synth_name  # the alias avsbench reads and reports as avsbench-s4
     assert bset.root.exists()
 
 
@@ -201,12 +205,12 @@ def test_cli_bad_inputs_exit_2_with_one_line(vggss_root, checkpoint, tmp_path):
         (["--data-root", str(vggss_root.root), "--checkpoint", str(tmp_path / "none.pt")], "checkpoint not found"),
     ]
     for extra, message in cases:
-        result = CliRunner().invoke(cli, ["evaluate", "--benchmark", "vggss", "--out", str(tmp_path / "o"),
-                                          "--device", "cpu", *extra])
-        assert result.exit_code == 2, result.output
-        lines = [line for line in result.output.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("avloc: error:") and message in lines[0], result.output
-        assert "Traceback" not in result.output
+        code, output = _run(["evaluate", "--benchmark", "vggss", "--out", str(tmp_path / "o"), "--device", "cpu",
+                             *extra])
+        assert code == 2, output
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("avloc: error:") and message in lines[0], output
+        assert "Traceback" not in output
 
 
 def test_ogl_row_with_local_weights(vggss_root, checkpoint, tmp_path):
@@ -215,10 +219,129 @@ def test_ogl_row_with_local_weights(vggss_root, checkpoint, tmp_path):
     torch.manual_seed(1)
     weights = tmp_path / "resnet18.pth"
     torch.save(resnet18(weights=None).state_dict(), weights)
-    res = run_evaluation(EvalConfig(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint, ogl=True,
-                                    ogl_weights=weights, limit=2, device="cpu", progress=False, write_reports=False,
-                                    compute_chunk=2),
-                         log=lambda m: None)
+    res = evaluate(EvaluateOptions(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint, ogl=True,
+                                   ogl_weights=weights, limit=2, device="cpu", progress=False, write_reports=False,
+                                   compute_chunk=2))
     ogl = [r for r in res["rows"] if r["method"].startswith("model + OGL")]
     assert len(ogl) == 1 and ogl[0]["n"] == 2
     assert len(res["_per_sample"]["ciou_ogl"]) == 2 and res["counts"]["limited_to"] == 2
+
+
+# ------------------------------------------------------------------------- options, names, progress, files
+
+def test_benchmark_names_match_what_synth_writes():
+    from avloc.evaluation.benchmarks import BENCHMARK_CHOICES, canonical_benchmark
+
+    for name in ("vggss", "flickr", "avsbench-s4", "avsbench-ms3"):  # `avloc synth --benchmark` choices
+        assert name in BENCHMARK_CHOICES and canonical_benchmark(name) == name
+    assert canonical_benchmark("avsbench") == "avsbench-s4"
+    with pytest.raises(InputError, match="unknown benchmark 'avsbench-s5'"):
+        canonical_benchmark("avsbench-s5")
+
+
+def test_options_list_every_problem_at_once(tmp_path, checkpoint):
+    options = EvaluateOptions(benchmark="imagenet", data_root=tmp_path / "nope", checkpoint=checkpoint,
+                              upsample="nearest", batch_size=0, device="tpu", limit=0)
+    found = options.problems()
+    assert len(found) == 6
+    for name in ("--benchmark", "--upsample", "--batch-size", "--device", "--limit", "--data-root"):
+        assert sum(p.startswith(name) for p in found) == 1, (name, found)
+    with pytest.raises(ConfigError) as err:
+        evaluate(options)
+    assert err.value.exit_code == 2 and err.value.problems == found
+    ok = EvaluateOptions(benchmark="avsbench", data_root=str(tmp_path), checkpoint=str(checkpoint))
+    assert ok.checked() is ok and ok.data_root == tmp_path  # str paths become Paths
+
+
+def test_cli_two_wrong_options_give_one_error_naming_both(checkpoint, tmp_path):
+    out_file = tmp_path / "results.txt"
+    out_file.write_text("not a folder")
+    code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(tmp_path / "missing"),
+                         "--checkpoint", str(checkpoint), "--out", str(out_file), "--device", "cpu"])
+    assert code == 2, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("avloc: error:"), output
+    assert "--data-root" in lines[0] and f"--out {out_file} is a file" in lines[0]
+
+
+def test_cli_out_is_checked_before_scoring(vggss_root, checkpoint, tmp_path, monkeypatch):
+    from avloc.evaluation import scoring
+    from avloc.evaluation.runner import prepare_out
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored although --out cannot be written")
+
+    monkeypatch.setattr(scoring, "score_items", never)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out, message in ((blocker, "is a file, not a folder"), (blocker / "eval", f"{blocker} is a file")):
+        code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(vggss_root.root),
+                             "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"])
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and message in lines[0], output
+    with pytest.raises(InputError, match="cannot be written"):  # what problems() cannot foresee
+        prepare_out(blocker / "eval")
+    fresh = tmp_path / "a" / "b"
+    prepare_out(fresh)
+    assert fresh.is_dir() and not list(fresh.iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes whatever the permission bits")
+def test_cli_unwritable_out_exits_2(vggss_root, checkpoint, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(vggss_root.root),
+                             "--checkpoint", str(checkpoint), "--out", str(locked / "eval"), "--device", "cpu"])
+    finally:
+        locked.chmod(0o700)
+    assert code == 2 and "not writable" in output, output
+
+
+def test_cli_progress_lines_without_a_terminal_and_umask_modes(vggss_root, checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("AVLOC_PROGRESS_INTERVAL", "0")
+    args = ["evaluate", "--benchmark", "vggss", "--data-root", str(vggss_root.root), "--checkpoint", str(checkpoint),
+            "--overlays", "1", "--device", "cpu", "--batch-size", "2", "--compute-chunk", "2"]
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        old = os.umask(umask)
+        try:
+            code, output = _run([*args, "--out", str(tmp_path / f"out{umask:o}")])
+        finally:
+            os.umask(old)
+        assert code == 0, output
+        progress = [line for line in output.splitlines() if "] evaluate vggss: " in line]
+        assert len(progress) >= 3 and "5/5 (100.0%)" in progress[-1] and "done in" in progress[-1], output
+        assert "2/5 (40.0%)" in progress[0] and "ETA" in progress[0]
+        written = [tmp_path / f"out{umask:o}" / name for name in ("results.json", "per_sample.parquet", "summary.png")]
+        written += list((tmp_path / f"out{umask:o}" / "overlays").glob("*.png"))
+        assert len(written) >= 4
+        for path in written:
+            assert path.stat().st_mode & 0o777 == mode, (path, oct(path.stat().st_mode))
+    code, output = _run([*args, "--out", str(tmp_path / "quiet"), "--no-progress"])
+    assert code == 0 and "] evaluate vggss" not in output, output
+    assert "wrote " in output  # the log line still comes
+
+
+def test_help_ends_with_one_example():
+    code, output = _run(["evaluate", "--help"])
+    assert code == 0
+    description = [line for line in output.split("Options:")[0].splitlines() if line.strip()]
+    assert description[-2].strip() == "Example:"
+    assert description[-1].strip().startswith("avloc evaluate --benchmark vggss --data-root")
+    assert "avsbench-s4" in output
+
+
+def test_baselines_score_the_same_through_the_metric_api():
+    """One copy of the baselines: training's validation scores baseline_batch with localization_scores,
+    evaluate scores baseline_masks; both give the same per-sample cIoU."""
+    from avloc.evaluation.baselines import BASELINES, baseline_batch, baseline_cious, baseline_masks
+
+    rng = np.random.default_rng(0)
+    boxes = [(sorted(rng.random(2)), sorted(rng.random(2))) for _ in range(4)]
+    gts = torch.from_numpy(np.stack([metrics.gt_map_from_boxes([[x1, y1, x2, y2]]) for (x1, x2), (y1, y2) in boxes]))
+    for upsample in metrics.UPSAMPLE_MODES:
+        by_mask = baseline_cious(baseline_masks(upsample), gts)
+        for name in BASELINES:
+            via_api = metrics.localization_scores(baseline_batch(name, 4), gts, upsample=upsample)["per_sample"]
+            assert np.array_equal(via_api, by_mask[name]), (upsample, name)

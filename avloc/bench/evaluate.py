@@ -72,7 +72,7 @@ def reference_loop(root: Path, checkpoint: Path, device: str = "cpu", upsample: 
     from avloc import metrics
     from avloc.evaluation import media
     from avloc.evaluation.benchmarks import load_benchmark
-    from avloc.evaluation.checkpoints import model_from_checkpoint
+    from avloc.evaluation.model_loading import model_from_checkpoint
 
     model, _ = model_from_checkpoint(checkpoint, device)
     items = load_benchmark("vggss", root).items
@@ -110,7 +110,8 @@ def run(ctx: BenchContext, n: int = None) -> list:
     import torch
 
     from avloc.checkpoint import save_checkpoint
-    from avloc.evaluation.runner import EvalConfig, run_evaluation
+    from avloc.evaluation.options import EvaluateOptions
+    from avloc.evaluation.runner import evaluate
     from avloc.model import FNACModel
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -126,9 +127,9 @@ def run(ctx: BenchContext, n: int = None) -> list:
     workers = 0 if cores <= 2 else min(4, cores // 2)
 
     def avloc_eval(device: str, batch_size: int):
-        cfg = EvalConfig(benchmark="vggss", data_root=root, checkpoint=checkpoint, batch_size=batch_size,
-                         workers=workers, device=device, progress=False, write_reports=False)
-        return lambda: run_evaluation(cfg, log=lambda m: None)["rows"][0]
+        options = EvaluateOptions(benchmark="vggss", data_root=root, checkpoint=checkpoint, batch_size=batch_size,
+                                  workers=workers, device=device, progress=False, write_reports=False)
+        return lambda: evaluate(options)["rows"][0]
 
     variants = {"reference loop (batch 1)": _Measure(lambda: reference_loop(root, checkpoint), n),
                 "avloc evaluate (batch 32)": _Measure(avloc_eval("cpu", 32), n)}

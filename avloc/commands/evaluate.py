@@ -6,19 +6,22 @@ from pathlib import Path
 
 import click
 
-BENCHMARK_CHOICES = ["avsbench", "avsbench-ms3", "vggss", "vggss-heard", "vggss-unheard", "flickr"]
+from avloc.evaluation.benchmarks import BENCHMARK_CHOICES
+from avloc.evaluation.options import COMPUTE_CHUNK
+from avloc.metrics import UPSAMPLE_MODES
 
 
 @click.command("evaluate")
 @click.option("--benchmark", type=click.Choice(BENCHMARK_CHOICES), required=True,
-              help="avsbench = AVSBench S4 test; avsbench-ms3 = MS3 test.")
+              help="avsbench-s4 = AVSBench S4 test (avsbench is the same); avsbench-ms3 = MS3 test; the names "
+                   "`avloc synth --benchmark` writes.")
 @click.option("--data-root", type=click.Path(path_type=Path), required=True,
               help="The benchmark's folder in its released layout.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True,
               help="An avloc checkpoint or a released FNAC / EZ-VSL one.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output folder (default: eval-<benchmark>).")
-@click.option("--upsample", type=click.Choice(["bicubic", "bilinear"]), default="bicubic", show_default=True,
+              help="Output folder (default: eval-<benchmark>); checked before anything is scored.")
+@click.option("--upsample", type=click.Choice(UPSAMPLE_MODES), default="bicubic", show_default=True,
               help="Heat map upsampling: bicubic (align_corners=False) or the reference test script's bilinear "
                    "(align_corners=True).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
@@ -37,24 +40,31 @@ BENCHMARK_CHOICES = ["avsbench", "avsbench-ms3", "vggss", "vggss-heard", "vggss-
               help="The official id list if not in the data root (vggss_test.csv, flickr_test.csv, ...).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N items found.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--compute-chunk", type=click.IntRange(min=1), default=16, hidden=True,
+@click.option("--compute-chunk", type=click.IntRange(min=1), default=COMPUTE_CHUNK, hidden=True,
               help="Samples per network call (padded); keep the default for comparable runs.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True,
+              help="No progress bar (and no progress lines when stderr is not a terminal).")
 def command(benchmark, data_root, checkpoint, out, upsample, batch_size, workers, ogl, ogl_weights, overlays,
             whole_clip_audio, annotations, test_list, limit, device, compute_chunk, no_progress):
-    """Score a checkpoint with the exact published protocol, beside trivial baselines on the same items."""
-    from avloc.evaluation.report import format_counts, format_table
-    from avloc.evaluation.runner import EvalConfig, run_evaluation
+    """Score a checkpoint with the exact published protocol, beside trivial baselines on the same items.
 
-    cfg = EvalConfig(benchmark=benchmark, data_root=data_root, checkpoint=checkpoint,
-                     out=out or Path(f"eval-{benchmark}"), upsample=upsample, batch_size=batch_size, workers=workers,
-                     device=device, ogl=ogl, ogl_weights=ogl_weights, overlays=overlays,
-                     whole_clip_audio=whole_clip_audio, annotations=annotations, test_list=test_list, limit=limit,
-                     compute_chunk=compute_chunk, progress=not no_progress)
-    results = run_evaluation(cfg, log=lambda m: click.echo(m, err=True))
+    \b
+    Example:
+      avloc evaluate --benchmark vggss --data-root data/vggss --checkpoint run/checkpoints/best.pt --out eval-vggss
+    """
+    from avloc.evaluation.options import EvaluateOptions
+    from avloc.evaluation.report import format_counts, format_table
+    from avloc.evaluation.runner import evaluate
+
+    options = EvaluateOptions(benchmark=benchmark, data_root=data_root, checkpoint=checkpoint,
+                              out=out or Path(f"eval-{benchmark}"), upsample=upsample, batch_size=batch_size,
+                              workers=workers, device=device, ogl=ogl, ogl_weights=ogl_weights, overlays=overlays,
+                              whole_clip_audio=whole_clip_audio, annotations=annotations, test_list=test_list,
+                              limit=limit, compute_chunk=compute_chunk, progress=not no_progress).checked()
+    results = evaluate(options)
     click.echo(format_counts(results))
     click.echo("")
     click.echo(format_table(results))
     rate = results["samples_per_s"]
     click.echo(f"\n{results['counts']['scored']} items in {results['seconds']:.1f} s"
-               + (f" ({rate:.1f} items/s)" if rate else "") + f" on {results['device']}; results in {cfg.out}")
+               + (f" ({rate:.1f} items/s)" if rate else "") + f" on {results['device']}; results in {options.out}")

@@ -1,1 +1,7 @@
+"""Benchmark evaluation with the published protocol (METHOD.md §5).
 
+``avloc.evaluation.runner.evaluate(EvaluateOptions(...))`` runs one evaluation; its pieces live
+in ``loading`` (items, batches, model), ``scoring``, ``baselines``, ``results`` and ``report``;
+the benchmark readers in ``vggss``, ``flickr`` and ``avsbench`` (names in ``benchmarks``);
+released FNAC / EZ-VSL weights are imported by ``model_loading``.
+"""

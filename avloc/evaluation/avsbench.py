@@ -96,7 +96,7 @@ def load_avsbench_s4(root: Path, whole_clip_audio: bool = False, split: str = "t
         folder = "visual_frames" if kind == "frame" else "gt_masks"
         return data / folder / split / cat / name / f"{name}_{k}.png"
 
-    return _items("avsbench", base, clips, paths_for, whole_clip_audio, S4_LAYOUT, base / "s4_meta_data.csv")
+    return _items("avsbench-s4", base, clips, paths_for, whole_clip_audio, S4_LAYOUT, base / "s4_meta_data.csv")
 
 
 def load_avsbench_ms3(root: Path, whole_clip_audio: bool = False, split: str = "test") -> BenchmarkSet:
@@ -117,7 +117,7 @@ def load_avsbench_ms3(root: Path, whole_clip_audio: bool = False, split: str = "
     return _items("avsbench-ms3", base, clips, paths_for, whole_clip_audio, MS3_LAYOUT, base / "ms3_meta_data.csv")
 
 
-def load_avsbench(root: Path, benchmark: str = "avsbench", whole_clip_audio: bool = False,
+def load_avsbench(root: Path, benchmark: str = "avsbench-s4", whole_clip_audio: bool = False,
                   split: Optional[str] = None) -> BenchmarkSet:
     loader = load_avsbench_ms3 if benchmark == "avsbench-ms3" else load_avsbench_s4
     return loader(root, whole_clip_audio=whole_clip_audio, split=split or "test")

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Optional
 
 from avloc.errors import InputError
-from avloc.evaluation.items import BenchmarkSet, EvalItem, find_frame, first_existing, list_names, read_id_list
+from avloc.evaluation.items import BenchmarkSet, EvalItem, find_frame, first_existing, list_names
+from avloc.idlists import read_id_list
 
 LAYOUT = ("<root>/frames/<id>.jpg + <root>/audio/<id>.wav, or flat <root>/<id>.jpg + <root>/<id>.wav; "
           "annotations <root>/Annotations/<id>.xml or <root>/<id>.xml")

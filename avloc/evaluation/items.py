@@ -14,7 +14,6 @@ from typing import Optional
 import numpy as np
 
 from avloc import metrics
-from avloc.idlists import read_id_list  # noqa: F401  (the readers import it from here)
 
 MODALITIES = ("frame", "audio", "annotation")
 FRAME_EXTENSIONS = (".jpg", ".png", ".jpeg")

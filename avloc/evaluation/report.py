@@ -1,45 +1,24 @@
 """What an evaluation leaves behind: results.json, per_sample.parquet, overlays, a summary page.
 
-All files are written to a temporary name and renamed into place.
+Every file is written atomically (``avloc.utils.atomic``) with the modes the user's umask gives.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from avloc import metrics
+from avloc.utils.atomic import atomic_write_text, atomic_write_with
+from avloc.utils.progress import log
+
+FIGURE_DPI = 110
 
 
-def _atomic_path(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return tmp
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = _atomic_path(path)
-    try:
-        Path(tmp).write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_savefig(fig, path: Path, dpi: int = 110) -> None:
-    tmp = _atomic_path(path)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _save_figure(fig, path: Path) -> None:
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=FIGURE_DPI, format="png"))
 
 
 def public_results(results: dict) -> dict:
@@ -77,13 +56,7 @@ def write_parquet(path: Path, per_sample: dict) -> None:
     import pyarrow.parquet as pq
 
     table = pa.table({k: (list(v) if not isinstance(v, np.ndarray) else v) for k, v in per_sample.items()})
-    tmp = _atomic_path(path)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def choose_overlays(cious: np.ndarray, n: int, seed: int = 0) -> list:
@@ -146,7 +119,7 @@ def write_overlays(out_dir: Path, results: dict, per_sample: dict, items: list, 
             continue
         fig = _overlay_figure(frame, heat, item.gt_map(), f"{kind}: {item.id}  cIoU {cious[pos]:.3f}")
         path = out_dir / f"{rank:02d}_{kind}_{item.id}.png"
-        _atomic_savefig(fig, path)
+        _save_figure(fig, path)
         plt.close(fig)
         written.append(path.name)
     return written
@@ -191,16 +164,18 @@ def write_summary_png(path: Path, results: dict, per_sample: dict) -> None:
     ax_text.text(0, 1, text, va="top", fontsize=7, family="monospace", wrap=True)
     fig.suptitle(f"avloc evaluate: {results['benchmark']}", fontsize=12)
     fig.tight_layout()
-    _atomic_savefig(fig, path)
+    _save_figure(fig, path)
     plt.close(fig)
 
 
-def write_reports(out: Path, results: dict, per_sample: dict, items: list, raw_maps: dict, cfg, log) -> None:
+def write_reports(out: Path, results: dict, per_sample: dict, items: list, raw_maps: dict, *, upsample: str,
+                  overlays: int, seed: int = 0) -> None:
+    """Write every report file into ``out``; ``results["overlays"]`` gets the overlay file names."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(out / "per_sample.parquet", per_sample)
-    overlays = write_overlays(out / "overlays", results, per_sample, items, raw_maps, cfg.upsample, cfg.overlays, cfg.seed)
-    results["overlays"] = overlays
+    written = write_overlays(out / "overlays", results, per_sample, items, raw_maps, upsample, overlays, seed)
+    results["overlays"] = written
     write_summary_png(out / "summary.png", results, per_sample)
-    _atomic_write_text(out / "results.json", json.dumps(public_results(results), indent=1, default=str))
-    log(f"wrote {out / 'results.json'}, per_sample.parquet, summary.png and {len(overlays)} overlay(s)")
+    atomic_write_text(out / "results.json", json.dumps(public_results(results), indent=1, default=str))
+    log(f"wrote {out / 'results.json'}, per_sample.parquet, summary.png and {len(written)} overlay(s)")

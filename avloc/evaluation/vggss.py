@@ -14,7 +14,8 @@ from typing import Optional
 
 from avloc import metrics
 from avloc.errors import InputError
-from avloc.evaluation.items import BenchmarkSet, EvalItem, find_frame, first_existing, list_names, read_id_list
+from avloc.evaluation.items import BenchmarkSet, EvalItem, find_frame, first_existing, list_names
+from avloc.idlists import read_id_list
 
 LAYOUT = "<root>/frames/<id>.jpg|png, <root>/audio/<id>.wav, <root>/[metadata/]vggss.json"
 LISTS = {"vggss": "vggss_test.csv", "vggss-heard": "vggss_heard_test.csv", "vggss-unheard": "vggss_unheard_test.csv"}

@@ -22,13 +22,6 @@ HIGHER_IS_BETTER = {"ap50": True, "auc": True, "retrieval": True, "loss": False}
 METRIC_KEYS = {"ap50": "val_ap50", "auc": "val_auc", "retrieval": "val_retrieval_a2i", "loss": "val_loss"}
 
 
-def centre_prior_maps(n: int, h: int, w: int) -> torch.Tensor:
-    ys = torch.linspace(-1.0, 1.0, h).view(h, 1)
-    xs = torch.linspace(-1.0, 1.0, w).view(1, w)
-    prior = torch.exp(-(xs ** 2 + ys ** 2) / 0.5)
-    return prior.expand(n, h, w).clone()
-
-
 def pair_logits(visual: torch.Tensor, audio: torch.Tensor, tau: float) -> torch.Tensor:
     """L[n, m] = max_p <V[n,:,p], a[m]> / tau for a validation batch (small B: materialising is fine)."""
     v = visual.flatten(2).float()  # [B, D, P]
@@ -38,6 +31,7 @@ def pair_logits(visual: torch.Tensor, audio: torch.Tensor, tau: float) -> torch.
 @torch.no_grad()
 def run_validation(model, loader, *, losses_fn, cfg, device, autocast=None, impl: str = "auto") -> dict:
     """Score ``model`` (unwrapped, any mode) on ``loader`` (eval mode); restores the model's mode."""
+    from avloc.evaluation.baselines import baseline_batch
     from avloc.metrics import gt_map_from_boxes, localization_scores
 
     was_training = model.training
@@ -88,8 +82,8 @@ def run_validation(model, loader, *, losses_fn, cfg, device, autocast=None, impl
         gts = torch.stack(gt_maps)
         n, h, w = maps.shape
         model_scores = localization_scores(maps, gts, upsample=cfg.upsample)
-        centre = localization_scores(centre_prior_maps(n, h, w), gts, upsample=cfg.upsample)
-        whole = localization_scores(torch.zeros(n, h, w), gts, upsample=cfg.upsample)
+        centre = localization_scores(baseline_batch("centre_gaussian", n), gts, upsample=cfg.upsample)
+        whole = localization_scores(baseline_batch("whole_image", n), gts, upsample=cfg.upsample)
         for prefix, scores in (("val", model_scores), ("baseline_centre", centre), ("baseline_whole", whole)):
             result[f"{prefix}_ap50"] = scores["ciou"]
             result[f"{prefix}_auc"] = scores["auc"]

@@ -1,0 +1,97 @@
+"""What one evaluation is asked to do: ``EvaluateOptions``, checked once, every problem listed.
+
+Cheap to import (no torch): ``avloc evaluate`` builds the options, calls ``.checked()`` and
+hands them to ``avloc.evaluation.runner.evaluate``; a notebook does the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import List, Optional
+
+from avloc.evaluation.benchmarks import BENCHMARK_CHOICES
+from avloc.metrics import UPSAMPLE_MODES
+from avloc.utils.options import CommandOptions, choice_problem, range_problem
+from avloc.utils.system import DEVICE_CHOICES
+
+# Samples per network call: every sample goes through kernels of the same shapes whatever the
+# loading batch, so scores do not depend on --batch-size. Keep it for comparable runs.
+COMPUTE_CHUNK = 16
+_PATH_FIELDS = ("data_root", "checkpoint", "out", "ogl_weights", "annotations", "test_list")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions(CommandOptions):
+    benchmark: str
+    data_root: Path
+    checkpoint: Path
+    out: Optional[Path] = None  # None: no report files (results are still returned)
+    upsample: str = "bicubic"
+    batch_size: int = 32
+    workers: int = 0
+    device: str = "cpu"
+    ogl: bool = False
+    ogl_weights: Optional[Path] = None
+    overlays: int = 6
+    whole_clip_audio: bool = False
+    annotations: Optional[Path] = None
+    test_list: Optional[Path] = None
+    limit: Optional[int] = None  # score only the first N found items (quick checks, benchmarks)
+    seed: int = 0
+    compute_chunk: int = COMPUTE_CHUNK
+    progress: bool = True
+    write_reports: bool = True
+
+    def __post_init__(self):
+        for name in _PATH_FIELDS:  # accept str paths from notebooks
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+
+    @property
+    def writes_reports(self) -> bool:
+        return self.write_reports and self.out is not None
+
+    def problems(self) -> List[str]:
+        found = choice_problem("--benchmark", self.benchmark, BENCHMARK_CHOICES)
+        found += choice_problem("--upsample", self.upsample, UPSAMPLE_MODES)
+        found += device_problems(self.device)
+        for name, value, low in (("--batch-size", self.batch_size, 1), ("--workers", self.workers, 0),
+                                 ("--overlays", self.overlays, 0), ("--limit", self.limit, 1),
+                                 ("--compute-chunk", self.compute_chunk, 1)):
+            found += range_problem(name, value, low)
+        if not self.data_root.is_dir():
+            found.append(f"--data-root {self.data_root} is not a directory")
+        if not self.checkpoint.is_file():
+            found.append(f"--checkpoint: checkpoint not found: {self.checkpoint}")
+        if self.writes_reports:
+            found += out_problems(self.out)
+        return found
+
+
+def device_problems(device: str) -> List[str]:
+    if device in DEVICE_CHOICES or re.fullmatch(r"cuda:\d+", str(device)):
+        return []
+    return [f"--device must be one of {', '.join(DEVICE_CHOICES)} or cuda:N; got {device!r}"]
+
+
+def out_problems(out: Path) -> List[str]:
+    """Why the report folder cannot be written (without creating anything), or nothing."""
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            return [f"--out {out} is a file, not a folder"]
+        if not os.access(out, os.W_OK | os.X_OK):
+            return [f"--out {out} is not writable"]
+        return []
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return [f"--out {out} cannot be created: {parent} is a file"]
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return [f"--out {out} cannot be created: {parent} is not writable"]
+    return []

@@ -1,0 +1,138 @@
+"""Scoring: batches of items -> heat maps -> per-sample cIoU for the model, the baselines and OGL.
+
+Scores never depend on the batch size: the network always runs on chunks of exactly
+``compute_chunk`` samples (the last one padded), so every sample goes through the same kernels
+with the same shapes whatever the loading batch is, and the metrics are per sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+import torch
+
+from avloc import metrics
+from avloc.errors import InputError
+from avloc.evaluation.baselines import baseline_cious, baseline_masks
+from avloc.evaluation.items import MODALITIES
+from avloc.evaluation.options import COMPUTE_CHUNK
+from avloc.utils.progress import Progress
+
+
+def _chunked(fn: Callable, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """fn over fixed-size chunks of x (the last padded with zeros), results concatenated and trimmed."""
+    outs = []
+    for start in range(0, x.shape[0], chunk):
+        part = x[start:start + chunk]
+        n = part.shape[0]
+        if n < chunk:
+            part = torch.cat([part, part.new_zeros((chunk - n, *part.shape[1:]))])
+        outs.append(fn(part)[:n])
+    return torch.cat(outs)
+
+
+def _audio_embeddings(model, specs: list, device, chunk: int) -> torch.Tensor:
+    """Audio embeddings for specs of possibly different lengths (grouped by shape)."""
+    out = [None] * len(specs)
+    groups = {}
+    for i, s in enumerate(specs):
+        groups.setdefault(tuple(s.shape), []).append(i)
+    for idx in groups.values():
+        emb = _chunked(model.audio, torch.stack([specs[i] for i in idx]).to(device), chunk)
+        for j, i in enumerate(idx):
+            out[i] = emb[j]
+    return torch.stack(out)
+
+
+@torch.no_grad()
+def model_heatmaps(model, images: torch.Tensor, specs: list, device, chunk: int = COMPUTE_CHUNK) -> torch.Tensor:
+    """Raw localisation maps <V[n, :, p], a[n]> as [B, h, w] float32 on the CPU."""
+    visual = _chunked(model.visual, images.to(device), chunk)
+    audio = _audio_embeddings(model, specs, device, chunk)
+    return torch.einsum("nchw,nc->nhw", visual, audio).float().cpu()
+
+
+@torch.no_grad()
+def ogl_cious(saliency, images: torch.Tensor, av_normalised: torch.Tensor, gt: torch.Tensor, device,
+              chunk: int) -> np.ndarray:
+    """Per-sample cIoU of the OGL map (AV map fused with the object prior of ``images``)."""
+    from avloc.evaluation.ogl import fuse, object_maps
+
+    obj = _chunked(saliency, images.to(device), chunk).float().cpu()
+    return metrics.ciou_from_masks(metrics.threshold_masks(fuse(av_normalised, object_maps(obj))), gt)
+
+
+def _areas(pred: torch.Tensor, gt: torch.Tensor) -> tuple:
+    n = float(metrics.N_PIXELS)
+    return (pred.reshape(pred.shape[0], -1).sum(1).double() / n).numpy(), \
+        (gt.reshape(gt.shape[0], -1).sum(1).double() / n).numpy()
+
+
+@dataclasses.dataclass
+class Scores:
+    """Per-item arrays over all items (NaN where an item was not scored), in item order."""
+
+    ciou: np.ndarray
+    pred_area: np.ndarray
+    gt_area: np.ndarray
+    baselines: dict  # name -> per-item cIoU
+    ogl: Optional[np.ndarray]  # None without OGL
+    done: np.ndarray  # bool: the item was read and scored
+    raw_maps: dict  # item index -> raw [h, w] heat map (for overlays)
+    unreadable: dict  # modality -> [{"id", "error"}]
+    seconds: float = 0.0
+
+    @classmethod
+    def empty(cls, n: int, baseline_names: Iterable, ogl: bool) -> "Scores":
+        return cls(ciou=np.full(n, np.nan), pred_area=np.full(n, np.nan), gt_area=np.full(n, np.nan),
+                   baselines={name: np.full(n, np.nan) for name in baseline_names},
+                   ogl=np.full(n, np.nan) if ogl else None, done=np.zeros(n, dtype=bool), raw_maps={},
+                   unreadable={m: [] for m in MODALITIES})
+
+    @property
+    def scored_index(self) -> np.ndarray:
+        return np.flatnonzero(self.done)
+
+
+def score_batch(scores: Scores, batch: dict, model, device, *, upsample: str, chunk: int, masks: dict,
+                saliency=None) -> None:
+    """Score one batch of ``item_batches`` into ``scores`` (unreadable items are only recorded)."""
+    idx = np.asarray(batch["index"])
+    raw = model_heatmaps(model, batch["image"], batch["spec"], device, chunk)
+    av = metrics.minmax_normalise(metrics.upsample_maps(raw, upsample))
+    pred = metrics.threshold_masks(av)
+    gt = batch["gt"]
+    scores.ciou[idx] = metrics.ciou_from_masks(pred, gt)
+    scores.pred_area[idx], scores.gt_area[idx] = _areas(pred, gt)
+    for name, values in baseline_cious(masks, gt).items():
+        scores.baselines[name][idx] = values
+    if saliency is not None:
+        scores.ogl[idx] = ogl_cious(saliency, batch["image"], av, gt, device, chunk)
+    scores.done[idx] = True
+    for j, i in enumerate(idx):
+        scores.raw_maps[int(i)] = raw[j].numpy()
+
+
+def score_items(items: list, batches: Iterable, model, device, *, upsample: str = "bicubic",
+                compute_chunk: int = COMPUTE_CHUNK, saliency=None, progress: bool = True,
+                benchmark: str = "benchmark") -> Scores:
+    """Score every batch of ``batches`` (from ``item_batches(items, ...)``); at least one item must be read."""
+    masks = baseline_masks(upsample)
+    scores = Scores.empty(len(items), masks, saliency is not None)
+    t0 = time.perf_counter()
+    with Progress(len(items), desc=f"evaluate {benchmark}", unit="item", enabled=progress) as bar:
+        for batch in batches:
+            for index, modality, message in batch["errors"]:
+                scores.unreadable[modality].append({"id": items[index].id, "error": message})
+            if batch["index"]:
+                score_batch(scores, batch, model, device, upsample=upsample, chunk=compute_chunk, masks=masks,
+                            saliency=saliency)
+            bar.update(len(batch["index"]) + len(batch["errors"]), failed=len(batch["errors"]))
+    scores.seconds = time.perf_counter() - t0
+    if not scores.done.any():
+        first = next(v[0] for v in scores.unreadable.values() if v)
+        raise InputError(f"none of the {len(items)} {benchmark} items could be read, e.g. {first['id']}: {first['error']}")
+    return scores
