@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic writes, ``weights_only=True`` loads, one schema.
+"""The checkpoint file format: one schema, atomic writes, ``weights_only=True`` loads.
 
 A checkpoint is a dict:
   {"schema": CHECKPOINT_SCHEMA, "model_config": {FNACModel kwargs}, "model": state_dict,
@@ -10,35 +10,21 @@ lists, str/int/float/bool/None only.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from avloc.errors import InputError
+from avloc.utils.atomic import atomic_write_with
+from avloc.utils.system import first_line
 
 CHECKPOINT_SCHEMA = "avloc-checkpoint/1"
 
 
-def atomic_torch_save(obj, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(path, *, model_state: dict, model_config: dict, **extra) -> None:
-    atomic_torch_save({"schema": CHECKPOINT_SCHEMA, "model_config": dict(model_config), "model": model_state, **extra}, path)
+    """Write a checkpoint atomically (fsynced: a crash right after leaves the old file or the whole new one)."""
+    obj = {"schema": CHECKPOINT_SCHEMA, "model_config": dict(model_config), "model": model_state, **extra}
+    atomic_write_with(path, lambda tmp: torch.save(obj, tmp), fsync=True)
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -49,8 +35,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot read checkpoint {path}: {first[:200]}") from exc
+        raise InputError(f"cannot read checkpoint {path}: {first_line(exc)}") from exc
 
 
 def is_avloc_checkpoint(obj) -> bool:

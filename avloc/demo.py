@@ -83,7 +83,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     train_cfg = build_config(None, overrides)
     resume = (run_dir / "checkpoints" / "latest.pt").is_file()
     log(f"[3/4] training FNAC ({'resuming' if resume else 'from scratch'}) into {run_dir}")
-    train_summary = run_training(out / "shards", run_dir, config=train_cfg, resume=resume, log=log)
+    train_summary = run_training(out / "shards", run_dir, config=train_cfg, resume=resume)
     timings["train_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -45,7 +45,7 @@ def run_click_command(command, argv, prog_name: str) -> int:
 
     The single place where errors become exit codes: AvlocError -> its ``exit_code`` (2 for the
     user's input, 1 for a run that could not complete); click usage errors -> 2; Ctrl-C -> 130.
-    Used by ``avloc`` and by ``python -m avloc.train`` (torchrun's entry point).
+    Used by ``avloc`` and by ``python -m avloc.training`` (torchrun's entry point).
     """
     import click
 

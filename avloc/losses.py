@@ -1,4 +1,4 @@
-"""FNAC losses (fnac.md section 3) on top of the memory-bounded kernels in avloc.ops.
+"""FNAC losses (METHOD.md §3) on top of the memory-bounded kernels in avloc.ops.
 
 ``fnac_losses(visual [B,D,h,w], audio [B,D])`` returns the unweighted terms "contrastive",
 "fns1", "tns", "fns2" and the localisation maps "maps" [B,h,w] (the diagonal of the

@@ -1,4 +1,4 @@
-"""The FNAC audio-visual network (fnac.md section 2).
+"""The FNAC audio-visual network (METHOD.md §2).
 
 Visual: ResNet-18 trunk (no avgpool/fc) -> 512 x h x w map -> dropout -> 1x1 conv to D ->
 L2-normalised at every position. Audio: ResNet-18 with a 1-channel 7x7/2 stem, global max
@@ -15,12 +15,11 @@ from torch import nn
 
 from avloc.errors import InputError
 
-VISUAL_WEIGHT_CHOICES = ("none", "imagenet")
 _TRUNK_CHANNELS = 512
 
 
 def init_fnac_(module: nn.Module) -> None:
-    """Initialise the non-pretrained parts as the reference does (fnac.md section 2)."""
+    """Initialise the non-pretrained parts as the reference does (METHOD.md §2)."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -1,4 +1,4 @@
-"""fnac_losses: every CPU implementation against the formulas of fnac.md section 3, values and
+"""fnac_losses: every CPU implementation against the formulas of METHOD.md §3, values and
 gradients; the distributed (local-rows) form; memory boundedness; the op-level entry points.
 The triton implementation runs the same checks under the interpreter in test_ops_triton.py."""
 
@@ -27,7 +27,7 @@ def make_inputs(b, d, h, w, dtype=torch.float32, seed=0):
 
 
 def formula_losses(visual, audio, tau=0.03, threshold=0.6):
-    """fnac.md section 3 written out with loops and explicit softmaxes (independent of avloc)."""
+    """METHOD.md §3 written out with loops and explicit softmaxes (independent of avloc)."""
     b = visual.shape[0]
     vf = visual.flatten(2)
     sim = torch.stack([torch.stack([(vf[n] * audio[m][:, None]).sum(0) for m in range(b)]) for n in range(b)]) / tau

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ def test_defaults_are_the_published_recipe():
     assert (cfg.tau, cfg.dim, cfg.visual_dropout, cfg.audio_dropout) == (0.03, 512, 0.9, 0.0)
     assert (cfg.visual_weights, cfg.seed, cfg.drop_last, cfg.image_size) == ("imagenet", 12345, True, 224)
     assert cfg.val_split == "val" and cfg.fg_threshold == 0.6
-    assert cfg.spec_mask_fill == "zero"  # fnac.md 1.2
+    assert cfg.spec_mask_fill == "zero"  # METHOD.md §1.2
 
 
 def test_spec_mask_fill_choices_match_the_loaders():
@@ -92,3 +93,128 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("avloc: error: invalid config:")
     assert "batch_size" in lines[0] and "kernel" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_help_lists_every_key_with_its_default_and_ends_with_an_example():
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from avloc.commands.train import command
+
+    result = CliRunner().invoke(command, ["--help"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for f in dataclasses.fields(TrainConfig):
+        row = [line for line in lines if line.strip().startswith(f"{f.name} = ")]
+        assert len(row) == 1, f.name
+        default = row[0].split(" = ", 1)[1].split()[0]
+        assert build_config(None, [f"{f.name}={default}"]) == TrainConfig(), (f.name, default)  # the shown default
+        assert f.metadata["help"].split("(")[0].strip() in row[0]  # and its meaning
+    assert "[auto|triton|torch|reference]" in result.output  # choices shown
+    last = command.help.strip().split("\n\n")[-1]
+    assert last.startswith("\b\nExample:") and "avloc train --shards" in last
+
+
+def test_print_config_prints_the_resolved_yaml_without_training(tmp_path):
+    from click.testing import CliRunner
+
+    from avloc.commands.train import command
+
+    f = tmp_path / "c.yaml"
+    f.write_text("lr: 3.0e-4\nbatch_size: 64\n")
+    result = CliRunner().invoke(command, ["--print-config", "--config", str(f), "--set", "batch_size=32",
+                                          "--global-negatives", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed == build_config(f, ["batch_size=32", "global_negatives=true"]).to_dict()
+    assert printed["batch_size"] == 32 and printed["lr"] == pytest.approx(3e-4) and printed["global_negatives"]
+    assert not (tmp_path / "run").exists()
+    # what it prints loads back as the same config
+    (tmp_path / "printed.yaml").write_text(result.output)
+    assert build_config(tmp_path / "printed.yaml") == build_config(f, ["batch_size=32", "global_negatives=true"])
+
+
+def test_print_config_of_a_run_to_resume_starts_from_its_saved_config(tmp_path):
+    from click.testing import CliRunner
+
+    from avloc.commands.train import command
+
+    write_config(build_config(None, ["lr=2e-4", "epochs=7"]), tmp_path / "run" / "config.yaml")
+    result = CliRunner().invoke(command, ["--print-config", "--resume", "--out", str(tmp_path / "run"),
+                                          "--set", "epochs=9"])
+    assert result.exit_code == 0, result.output
+    printed = yaml.safe_load(result.output)
+    assert printed["lr"] == pytest.approx(2e-4) and printed["epochs"] == 9
+
+
+def test_option_and_config_problems_are_listed_together(tmp_path):
+    from avloc.commands.train import TrainOptions
+
+    options = TrainOptions(shards=tmp_path / "missing", out=None, nproc=0, overrides=("tau=-1",))
+    problems = options.problems()
+    assert any("--nproc" in p for p in problems) and any("--shards" in p and "not a directory" in p for p in problems)
+    assert "--out is required" in problems and any(p.startswith("tau:") for p in problems)
+    with pytest.raises(ConfigError) as info:
+        options.checked()
+    assert info.value.exit_code == 2 and len(info.value.problems) == 4
+
+
+def test_choice_lists_match_the_code_that_uses_them():
+    from avloc.data import BACKENDS
+    from avloc.metrics import UPSAMPLE_MODES
+    from avloc.ops.dispatch import IMPLS
+    from avloc.training import config
+    from avloc.training.validation import METRIC_KEYS
+    from avloc.utils.system import DEVICE_CHOICES
+
+    assert config.LOADER_CHOICES == BACKENDS and config.UPSAMPLE_CHOICES == UPSAMPLE_MODES
+    assert config.KERNEL_CHOICES is IMPLS and config.DEVICE_CHOICES is DEVICE_CHOICES
+    assert config.SELECT_CHOICES == ("auto", *METRIC_KEYS)
+
+
+def test_written_config_gets_the_umask_mode(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_config(build_config(), tmp_path / "run" / "config.yaml")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "run" / "config.yaml").stat().st_mode & 0o777 == 0o644
+    assert not list((tmp_path / "run").glob(".*"))
+
+
+def test_train_job_carries_every_option_and_key(tmp_path):
+    """--nproc ranks read the launcher's job file: every field of the job and of the config survives it."""
+    import dataclasses
+
+    from avloc.training.launch import TrainJob
+
+    changed = {"batch_size": 6, "lr": 3e-4, "weight_decay": 0.0, "epochs": 4, "warmup_epochs": 2, "seed": 1,
+               "drop_last": False, "tau": 0.05, "fg_threshold": 0.5, "fns1_weight": 1.0, "tns_weight": 2.0,
+               "fns2_weight": 3.0, "global_negatives": True, "dim": 64, "visual_dropout": 0.5, "audio_dropout": 0.1,
+               "visual_weights": "none", "batchnorm": "frozen", "image_size": 64, "loader": "torch",
+               "num_workers": 0, "bad_sample": "skip", "spec_mask_fill": "silence", "kernel": "reference",
+               "device": "cpu", "precision": "fp32", "val_split": "held", "val_every": 2, "val_batch_size": 8,
+               "val_at_start": True, "select_metric": "auc", "upsample": "bilinear", "log_every": 3,
+               "checkpoint_every": 5, "nonfinite": "skip", "max_steps": 9, "tensorboard": "off", "progress": False}
+    defaults = TrainConfig()
+    assert set(changed) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert all(getattr(defaults, k) != v for k, v in changed.items())
+    job = TrainJob(shards=tmp_path / "shards", out=tmp_path / "run", config=build_config(base=changed), resume=True)
+    again = TrainJob.from_yaml(job.to_yaml())
+    assert again == job and again.config.to_dict() == changed
+
+
+def test_torchrun_entry_point_takes_the_train_options():
+    proc = subprocess.run([sys.executable, "-m", "avloc.training", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and "Usage: avloc.training [OPTIONS]" in proc.stdout and "--shards" in proc.stdout
+
+
+def test_on_off_choices_survive_yaml_booleans(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("tensorboard: off\n")
+    assert build_config(f).tensorboard == "off"
+    assert build_config(None, ["tensorboard=on"]).tensorboard == "on"
+    with pytest.raises(ConfigError, match="loader: expected a string"):
+        build_config(None, ["loader=off"])

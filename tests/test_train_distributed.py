@@ -19,6 +19,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 import torch.multiprocessing as mp
 
 from loader_fixtures import write_shards
@@ -41,9 +42,9 @@ def _rank_worker(rank: int, world: int, port: int, shards: str, out_dir: str) ->
     torch.set_default_dtype(torch.float64)
     from avloc.training import distributed as dist_util
     from avloc.training.config import build_config
-    from avloc.training.loop import Trainer
+    from avloc.training.trainer import Trainer
 
-    trainer = Trainer(build_config(None, PARITY_SETS), shards, os.path.join(out_dir, f"rank{rank}")).setup()
+    trainer = Trainer.build(build_config(None, PARITY_SETS), shards)
     assert trainer.dist.world_size == world and trainer.dist.backend == "gloo" and trainer.local_batch == 4
     trainer.loader.set_epoch(0)
     batch = next(iter(trainer.loader))
@@ -57,13 +58,13 @@ def _rank_worker(rank: int, world: int, port: int, shards: str, out_dir: str) ->
 
 def _single_process_grads(batch: dict) -> tuple:
     from avloc.training.config import build_config
-    from avloc.training.loop import Trainer
+    from avloc.training.trainer import Trainer
 
     cfg = build_config(None, PARITY_SETS + [f"batch_size={len(batch['key'])}"])
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        trainer = Trainer(cfg, ".", ".").setup(build_loaders=False)
+        trainer = Trainer.build(cfg, ".", build_loaders=False)
     finally:
         torch.set_default_dtype(previous)
     values = trainer.train_step(batch, epoch=0)
@@ -110,10 +111,12 @@ def test_cli_nproc_2_trains_with_torchrun_and_gloo(tmp_path):
     shards = tmp_path / "shards"
     write_shards(shards, {"train": 16, "val": 4}, samples_per_shard=4)
     run_dir = tmp_path / "run"
+    # the ranks get the launcher's resolved config: keys from --config, --set and the flags all reach them
+    (tmp_path / "c.yaml").write_text("seed: 7\nspec_mask_fill: zero\n")
     cmd = [sys.executable, "-m", "avloc.cli", "train", "--shards", str(shards), "--out", str(run_dir), "--nproc", "2",
-           "--global-negatives"]
+           "--global-negatives", "--config", str(tmp_path / "c.yaml")]
     for item in ["batch_size=4", "image_size=32", "visual_weights=none", "dim=32", "num_workers=0", "loader=torch",
-                 "epochs=1", "warmup_epochs=0", "log_every=1", "progress=false"]:
+                 "epochs=1", "warmup_epochs=0", "log_every=1", "progress=false", "spec_mask_fill=silence"]:
         cmd += ["--set", item]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -121,6 +124,9 @@ def test_cli_nproc_2_trains_with_torchrun_and_gloo(tmp_path):
     start = rows[0]
     assert start["world_size"] == 2 and start["dist_backend"] == "gloo" and start["global_negatives"]
     assert start["local_batch"] == 2 and start["steps_per_epoch"] == 4
+    assert start["spec_mask_fill"] == "silence"  # reported by rank 0's own loader
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 7
+    assert "-m avloc.training.launch" in proc.stderr
     assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
     assert rows[-1]["kind"] == "end" and rows[-1]["samples_seen"] == 16
     assert [r["kind"] for r in rows].count("val") == 1

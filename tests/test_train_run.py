@@ -104,10 +104,10 @@ def test_run_folder_metrics_and_validation_selection(full_run):
 
 def test_spec_mask_fill_reaches_the_train_loader(shards, tmp_path):
     from avloc.training.config import build_config
-    from avloc.training.loop import Trainer
+    from avloc.training.trainer import Trainer
 
     cfg = build_config(None, TINY + ["spec_mask_fill=silence"])
-    trainer = Trainer(cfg, shards, tmp_path / "run").setup()
+    trainer = Trainer.build(cfg, shards)
     assert trainer.loader.spec_mask_fill == "silence"
     batch = next(iter(trainer.loader))
     assert not (batch["spec"] == 0).any()  # masks hold silence, and the fixture's spectra are never 0
@@ -177,3 +177,37 @@ def test_refusals_are_one_line(shards, full_run, tmp_path):
     write_shards(no_val, {"train": 8})
     proc = run_train(no_val, tmp_path / "r2")
     assert proc.returncode == 2 and "no 'val' split" in proc.stderr
+
+
+def test_progress_lines_without_a_terminal_umask_modes_and_stale_temps(shards, tmp_path, monkeypatch, capsys):
+    """In-process run, stderr not a terminal: timestamped progress lines with ETA and a final line that
+    stays; files get the umask's modes (not 0600); temporaries a killed writer left are removed."""
+    from avloc.training.config import build_config
+    from avloc.training.logs import MetricsLog
+    from avloc.training.loop import run_training
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    stale = [run_dir / "checkpoints" / ".latest.pt.k1ll3d.tmp", run_dir / ".config.yaml.k1ll3d.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a file")
+    monkeypatch.setenv("AVLOC_PROGRESS_INTERVAL", "0")
+    previous = os.umask(0o022)
+    try:
+        cfg = build_config(None, TINY + ["progress=true", "epochs=1", "warmup_epochs=0", "tensorboard=off"])
+        summary = run_training(shards, run_dir, config=cfg)
+        MetricsLog(run_dir, "off").truncate_after(summary["steps"])  # the resume path rewrites metrics.jsonl
+    finally:
+        os.umask(previous)
+    err = capsys.readouterr().err
+    progress = [line for line in err.splitlines() if "] train: " in line]
+    assert progress[0].startswith("[") and "train: 1/4 (25.0%)" in progress[0] and "step/s ETA" in progress[0]
+    assert "epoch=1/4" not in err and "epoch=1/1" in progress[0] and "loss=" in progress[0]
+    assert "train: 4/4 (100.0%)" in progress[-1] and "done in" in progress[-1]
+    lines = err.splitlines()  # the final line stays (no carriage return rewrites it), before the summary
+    assert "\r" not in err and lines.index(progress[-1]) < [i for i, x in enumerate(lines) if x.startswith("done:")][0]
+    for path in stale:
+        assert not path.exists()
+    for name in ("config.yaml", "metrics.jsonl", "checkpoints/latest.pt", "checkpoints/best.pt"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o644, name
+    assert not [p for p in run_dir.rglob(".*") if p.is_file()]

@@ -47,7 +47,7 @@ def run(ctx: BenchContext) -> list:
     import torch
 
     from avloc.training.config import build_config
-    from avloc.training.loop import Trainer
+    from avloc.training.trainer import Trainer
 
     s = bench_settings(ctx)
     shards = _shards(ctx, s["clips"])
@@ -55,7 +55,7 @@ def run(ctx: BenchContext) -> list:
     cfg = build_config(None, [f"batch_size={s['batch_size']}", f"image_size={s['image_size']}", "visual_weights=none",
                               "val_every=0", "progress=false", "warmup_epochs=0", "epochs=1000",
                               f"device={ctx.device}"])
-    trainer = Trainer(cfg, shards, ctx.workdir / "train-bench-run", log=ctx.log).setup()
+    trainer = Trainer.build(cfg, shards)
     ctx.log(f"[bench] train: {size}, device {trainer.device}, precision {trainer.precision}, "
             f"loader {trainer.loader.backend}, kernel {trainer.kernel}, {len(trainer.loader)} steps/epoch")
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
@@ -134,7 +134,7 @@ def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2,
     prep_s = time.perf_counter() - t0
     cfg = build_config(None, list(QUALITY_SETS) + list(sets))
     t1 = time.perf_counter()
-    summary = run_training(shards, out / "run", config=cfg, resume=(out / "run" / "config.yaml").exists(), log=log)
+    summary = run_training(shards, out / "run", config=cfg, resume=(out / "run" / "config.yaml").exists())
     summary["train_seconds"] = time.perf_counter() - t1
     summary["prep_seconds"] = prep_s
     return summary

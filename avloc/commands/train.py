@@ -2,34 +2,71 @@
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
+from typing import List, Optional
 
 import click
 
-from avloc.errors import AvlocError, InputError
+from avloc.errors import ConfigError
+from avloc.training.config import TrainConfig, build_config, config_reference, config_yaml, read_config_file
+from avloc.utils.options import CommandOptions, range_problem
 
 
-def _launch_local_ranks(nproc: int, argv: list) -> None:
-    """Run ``torchrun --standalone --nproc-per-node N -m avloc.train ...`` (torchrun's launcher, in-process)."""
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
+@dataclasses.dataclass(frozen=True)
+class TrainOptions(CommandOptions):
+    shards: Optional[Path]
+    out: Optional[Path]
+    config_file: Optional[Path] = None
+    overrides: tuple = ()
+    resume: bool = False
+    nproc: int = 1
+    global_negatives: bool = False
+    print_config: bool = False
 
-    launch = ["--standalone", f"--nproc-per-node={nproc}", "-m", "avloc.train", *argv]
-    click.echo(f"avloc train: launching {nproc} processes: torchrun {' '.join(launch)}", err=True)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    try:
-        run(get_args_parser().parse_args(launch))
-    except ChildFailedError as exc:
-        codes = sorted({f.exitcode for f in exc.failures.values()})
-        error = InputError if codes == [InputError.exit_code] else AvlocError
-        raise error(f"training failed on {len(exc.failures)} of {nproc} rank(s) (exit code(s) "
-                    f"{', '.join(map(str, codes))}); the ranks' messages are above") from None
+    def _resolve(self) -> tuple:
+        """(the config: defaults <- the run's saved config (--resume) <- --config <- --set, every problem)."""
+        problems = range_problem("--nproc", self.nproc, 1)
+        if not self.print_config:
+            if self.shards is None:
+                problems.append("--shards is required")
+            elif not self.shards.is_dir():
+                problems.append(f"--shards {self.shards} is not a directory")
+            if self.out is None:
+                problems.append("--out is required")
+        base = None
+        if self.resume and self.out is not None and (self.out / "config.yaml").is_file():
+            base, found = read_config_file(self.out / "config.yaml")
+            problems += found
+        sets = list(self.overrides) + (["global_negatives=true"] if self.global_negatives else [])
+        try:
+            return build_config(self.config_file, sets, base=base), problems
+        except ConfigError as exc:
+            return None, problems + exc.problems
+
+    def problems(self) -> List[str]:
+        return self._resolve()[1]
+
+    def config(self) -> TrainConfig:
+        """The checked config; a ConfigError lists every problem (options and config keys) at once."""
+        cfg, problems = self._resolve()
+        if problems:
+            raise ConfigError(problems)
+        return cfg
 
 
-@click.command("train")
-@click.option("--shards", type=click.Path(path_type=Path), required=True, help="Shards folder written by `avloc shard`.")
-@click.option("--out", "run_dir", type=click.Path(path_type=Path), required=True,
+HELP = "\n\n".join([
+    "Train FNAC on the train split of --shards, validating every epoch on its val split.",
+    "Config keys (defaults = the published recipe) come from the defaults, then --config FILE (YAML), "
+    "then --set KEY=VALUE; --print-config shows the result. Every key, its default and meaning:",
+    "\b\n" + "\n".join("  " + line for line in config_reference()),
+    "\b\nExample:\n  avloc train --shards shards --out runs/fnac --set batch_size=64 --set image_size=128 --nproc 2",
+])
+
+
+@click.command("train", help=HELP)
+@click.option("--shards", type=click.Path(path_type=Path), default=None, help="Shards folder written by `avloc shard`.")
+@click.option("--out", "run_dir", type=click.Path(path_type=Path), default=None,
               help="Run folder: config.yaml, metrics.jsonl, checkpoints/{latest,best}.pt.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="YAML file of config keys (defaults = the published FNAC recipe).")
@@ -38,32 +75,21 @@ def _launch_local_ranks(nproc: int, argv: list) -> None:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/latest.pt.")
 @click.option("--nproc", type=int, default=1, show_default=True,
               help="Train with N local processes (DDP via torchrun; gloo on CPU, NCCL on GPU).")
-@click.option("--global-negatives", is_flag=True, default=None,
+@click.option("--global-negatives", is_flag=True, default=False,
               help="All-gather embeddings across ranks so negatives span the global batch.")
-def command(shards, run_dir, config_file, overrides, resume, nproc, global_negatives):
-    """Train FNAC on the train split of --shards, validating every epoch on its val split."""
-    from avloc.training.config import build_config, load_saved_config
+@click.option("--print-config", is_flag=True,
+              help="Print the resolved config as YAML (loadable with --config) and exit without training.")
+def command(shards, run_dir, config_file, overrides, resume, nproc, global_negatives, print_config):
+    from avloc.training.launch import TrainJob, launch_local_ranks, under_torchrun
 
-    if nproc < 1:
-        raise InputError(f"--nproc must be >= 1, got {nproc}")
-    if not shards.is_dir():
-        raise InputError(f"--shards {shards} is not a directory")
-    base = None
-    saved = run_dir / "config.yaml"
-    if resume and saved.is_file():
-        base = load_saved_config(saved)
-    sets = list(overrides) + (["global_negatives=true"] if global_negatives else [])
-    cfg = build_config(config_file, sets, base=base)  # config problems are reported once, before any launch
-
-    if nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        argv = ["--shards", str(shards), "--out", str(run_dir)]
-        argv += ["--config", str(config_file)] if config_file else []
-        argv += [arg for item in overrides for arg in ("--set", item)]
-        argv += ["--resume"] if resume else []
-        argv += ["--global-negatives"] if global_negatives else []
-        _launch_local_ranks(nproc, argv)
+    options = TrainOptions(shards=shards, out=run_dir, config_file=config_file, overrides=tuple(overrides),
+                           resume=resume, nproc=nproc, global_negatives=global_negatives, print_config=print_config)
+    cfg = options.config()  # every problem reported once, before any launch
+    if print_config:
+        click.echo(config_yaml(cfg), nl=False)
         return
-
-    from avloc.training.loop import run_training
-
-    run_training(shards, run_dir, config=cfg, resume=resume)
+    job = TrainJob(shards=shards, out=run_dir, config=cfg, resume=resume)
+    if nproc > 1 and not under_torchrun():
+        launch_local_ranks(nproc, job)
+    else:
+        job.run()

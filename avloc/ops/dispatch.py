@@ -12,8 +12,7 @@ import os
 import torch
 
 from avloc.errors import InputError
-
-IMPLS = ("auto", "triton", "torch", "reference")
+from avloc.ops import IMPLS
 
 # Upper bound for the temporary buffers one chunk of a memory-bounded kernel may allocate.
 DEFAULT_WORKSPACE_BYTES = 64 * 2**20

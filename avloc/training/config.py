@@ -1,4 +1,4 @@
-"""The training configuration: defaults = the published FNAC recipe (fnac.md section 4).
+"""The training configuration: defaults = the published FNAC recipe (METHOD.md §4).
 
 Sources, later ones win: the dataclass defaults, a YAML file (a flat mapping of field names),
 then ``--set key=value`` overrides (values parsed as YAML scalars, then coerced to the field's
@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from avloc.errors import ConfigError, InputError
+from avloc.errors import ConfigError
+from avloc.ops import IMPLS as KERNEL_CHOICES
+from avloc.utils.atomic import atomic_write_text
+from avloc.utils.system import DEVICE_CHOICES
 
-LOADER_CHOICES = ("auto", "dali", "torch", "folder")
-KERNEL_CHOICES = ("auto", "triton", "torch", "reference")
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# Kept torch-free (``avloc train --help`` must not import torch); tests pin them to the loaders' and metrics' lists.
+LOADER_CHOICES = ("auto", "dali", "torch", "folder")  # avloc.data.BACKENDS
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 BATCHNORM_CHOICES = ("local", "sync", "frozen")
 NONFINITE_CHOICES = ("stop", "skip")
 SELECT_CHOICES = ("auto", "ap50", "auc", "retrieval", "loss")
-UPSAMPLE_CHOICES = ("bicubic", "bilinear")
+UPSAMPLE_CHOICES = ("bicubic", "bilinear")  # avloc.metrics.UPSAMPLE_MODES
 TENSORBOARD_CHOICES = ("auto", "on", "off")
 BAD_SAMPLE_CHOICES = ("error", "skip")
 SPEC_MASK_FILL_CHOICES = ("zero", "silence")  # the keys of avloc.data.augment.SPEC_MASK_FILLS (kept torch-free)
@@ -37,53 +37,58 @@ RESUME_MUTABLE = frozenset({"epochs", "log_every", "checkpoint_every", "num_work
                             "val_at_start"})
 
 
+def _key(default, meaning: str):
+    """A config key: its default and one line of meaning (shown by ``avloc train --help``)."""
+    return dataclasses.field(default=default, metadata={"help": meaning})
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    # optimisation (fnac.md section 4)
-    batch_size: int = 256  # global batch: split evenly over the ranks when distributed
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    epochs: int = 30
-    warmup_epochs: int = 5  # contrastive loss only during these first epochs
-    seed: int = 12345
-    drop_last: bool = True
-    # loss (fnac.md section 3)
-    tau: float = 0.03
-    fg_threshold: float = 0.6
-    fns1_weight: float = 100.0
-    tns_weight: float = 100.0
-    fns2_weight: float = 100.0
-    global_negatives: bool = False  # all-gather embeddings so negatives span the global batch
-    # model (fnac.md section 2)
-    dim: int = 512
-    visual_dropout: float = 0.9
-    audio_dropout: float = 0.0
-    visual_weights: str = "imagenet"  # none | imagenet | path to a resnet18 state dict
-    batchnorm: str = "local"  # local (per-rank batch stats) | sync (SyncBatchNorm, CUDA) | frozen (eval-mode BN)
+    # optimisation (METHOD.md §4)
+    batch_size: int = _key(256, "global batch: split evenly over the ranks when distributed")
+    lr: float = _key(1e-4, "Adam learning rate")
+    weight_decay: float = _key(1e-4, "Adam weight decay")
+    epochs: int = _key(30, "passes over the train split")
+    warmup_epochs: int = _key(5, "contrastive loss only during these first epochs")
+    seed: int = _key(12345, "seed of the initial weights, data order and augmentation")
+    drop_last: bool = _key(True, "drop the last incomplete batch of each epoch")
+    # loss (METHOD.md §3)
+    tau: float = _key(0.03, "temperature of every similarity")
+    fg_threshold: float = _key(0.6, "foreground mask threshold on the min-max normalised map")
+    fns1_weight: float = _key(100.0, "weight of the FNS1 term (audio adjacency vs pair logits)")
+    tns_weight: float = _key(100.0, "weight of the TNS term (audio adjacency vs foreground adjacency)")
+    fns2_weight: float = _key(100.0, "weight of the FNS2 term (image adjacency vs pair logits)")
+    global_negatives: bool = _key(False, "all-gather embeddings so negatives span the global batch")
+    # model (METHOD.md §2)
+    dim: int = _key(512, "embedding size")
+    visual_dropout: float = _key(0.9, "dropout on the visual feature map")
+    audio_dropout: float = _key(0.0, "dropout on the pooled audio feature")
+    visual_weights: str = _key("imagenet", "none | imagenet | path to a resnet18 state dict")
+    batchnorm: str = _key("local", "local (per-rank batch stats) | sync (SyncBatchNorm, CUDA) | frozen (eval-mode BN)")
     # data
-    image_size: int = 224
-    loader: str = "auto"
-    num_workers: int = 2
-    bad_sample: str = "error"
-    spec_mask_fill: str = "zero"  # SpecAugment mask value: zero (the recipe) | silence (log of the 1e-7 floor)
+    image_size: int = _key(224, "square frame size fed to the model")
+    loader: str = _key("auto", "input pipeline (auto = dali when it imports, else torch)")
+    num_workers: int = _key(2, "loader worker processes per rank")
+    bad_sample: str = _key("error", "a sample that fails to decode: stop the run or skip it")
+    spec_mask_fill: str = _key("zero", "SpecAugment mask value: zero (the recipe) | silence (log of the 1e-7 floor)")
     # runtime
-    kernel: str = "auto"
-    device: str = "auto"
-    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    kernel: str = _key("auto", "loss kernels (auto = triton on CUDA, else torch)")
+    device: str = _key("auto", "auto = CUDA when available, else cpu")
+    precision: str = _key("auto", "auto = bf16 autocast on CUDA, fp32 on CPU")
     # validation and selection
-    val_split: str = "val"
-    val_every: int = 1  # epochs between validations; 0 = no validation (then no best.pt)
-    val_batch_size: int = 64
-    val_at_start: bool = False  # also score the untrained model (a reference row, never selected)
-    select_metric: str = "auto"  # auto = ap50 when the val split has boxes, else retrieval
-    upsample: str = "bicubic"
+    val_split: str = _key("val", "shard split validated on")
+    val_every: int = _key(1, "epochs between validations; 0 = no validation (then no best.pt)")
+    val_batch_size: int = _key(64, "validation batch size")
+    val_at_start: bool = _key(False, "also score the untrained model (a reference row, never selected)")
+    select_metric: str = _key("auto", "best.pt metric (auto = ap50 when the val split has boxes, else retrieval)")
+    upsample: str = _key("bicubic", "heat map upsampling for validation AP50/AUC")
     # bookkeeping
-    log_every: int = 10  # optimiser steps between metrics.jsonl rows
-    checkpoint_every: int = 200  # optimiser steps between latest.pt writes (also at every epoch end)
-    nonfinite: str = "stop"  # stop | skip (skip the optimiser step, counted and logged)
-    max_steps: int = 0  # stop after this many optimiser steps in total (0 = no limit)
-    tensorboard: str = "auto"  # auto = only if tensorboard is installed
-    progress: bool = True
+    log_every: int = _key(10, "optimiser steps between metrics.jsonl rows")
+    checkpoint_every: int = _key(200, "optimiser steps between latest.pt writes (also at every epoch end)")
+    nonfinite: str = _key("stop", "a nan/inf loss: stop the run, or skip the optimiser step (counted and logged)")
+    max_steps: int = _key(0, "stop after this many optimiser steps in total (0 = no limit)")
+    tensorboard: str = _key("auto", "auto = only if tensorboard is installed")
+    progress: bool = _key(True, "status line with rate and ETA on stderr")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -141,6 +146,8 @@ def _coerce(name: str, value: Any, problems: list) -> Any:
                 pass
         problems.append(f"{name}: expected a number, got {value!r}")
         return None
+    if isinstance(value, bool) and {"on", "off"} <= set(_CHOICES.get(name, ())):
+        return "on" if value else "off"  # YAML 1.1 reads a bare on/off as true/false
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
     problems.append(f"{name}: expected a string, got {value!r}")
@@ -255,12 +262,23 @@ def config_yaml(cfg: TrainConfig) -> str:
 
 
 def write_config(cfg: TrainConfig, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(config_yaml(cfg))
-    os.replace(tmp, path)
+    atomic_write_text(path, config_yaml(cfg))
+
+
+def _yaml_scalar(value) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def config_reference() -> list:
+    """One line per config key: ``name = default  meaning [choices]`` (for ``avloc train --help``)."""
+    rows = []
+    for f in dataclasses.fields(TrainConfig):
+        meaning = f.metadata["help"]
+        if f.name in _CHOICES and "|" not in meaning:
+            meaning += f" [{'|'.join(_CHOICES[f.name])}]"
+        rows.append((f"{f.name} = {_yaml_scalar(f.default)}", meaning))
+    width = max(len(left) for left, _ in rows)
+    return [f"{left:<{width}}  {meaning}" for left, meaning in rows]
 
 
 def resume_conflicts(saved: dict, cfg: TrainConfig) -> list:
@@ -276,9 +294,3 @@ def resume_conflicts(saved: dict, cfg: TrainConfig) -> list:
             out.append(f"{name}: checkpoint {saved[name]!r} vs now {value!r}")
     return out
 
-
-def load_saved_config(path) -> dict:
-    data, problems = read_config_file(path)
-    if problems:
-        raise InputError(problems[0])
-    return data

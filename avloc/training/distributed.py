@@ -85,15 +85,6 @@ def any_rank(flag: bool, ctx: DistContext, device) -> bool:
     return bool(t.item() > 0)
 
 
-def sum_over_ranks(values: list, ctx: DistContext, device) -> list:
-    """Element-wise sum of a list of floats over ranks."""
-    if not ctx.enabled:
-        return [float(v) for v in values]
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.tolist()
-
-
 def gather_objects(obj, ctx: DistContext) -> list:
     """Every rank's picklable ``obj``, in rank order (on every rank)."""
     if not ctx.enabled:
@@ -102,11 +93,3 @@ def gather_objects(obj, ctx: DistContext) -> list:
     dist.all_gather_object(out, obj)
     return out
 
-
-def broadcast_object(obj, ctx: DistContext):
-    """Rank 0's ``obj`` on every rank."""
-    if not ctx.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

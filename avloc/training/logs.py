@@ -1,15 +1,13 @@
-"""Where training reports go: metrics.jsonl rows, optional TensorBoard, and the live progress line."""
+"""Where training reports go: metrics.jsonl rows and optional TensorBoard (the status line is avloc.utils.progress)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+
+from avloc.utils.atomic import atomic_write_text
 
 
 def _plain(value):
@@ -46,10 +44,7 @@ class MetricsLog:
                 continue  # a line cut short by the kill
             if row.get("step", 0) <= step:
                 kept.append(line)
-        fd, tmp = tempfile.mkstemp(prefix=".metrics.", dir=self.path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, kind: str, **row) -> None:
         row = {"kind": kind, "time": round(time.time(), 3), **{k: _plain(v) for k, v in row.items()}}
@@ -77,39 +72,3 @@ def read_metrics(path) -> list:
 
 def format_terms(terms: dict) -> str:
     return " ".join(f"{k} {v:.4g}" for k, v in terms.items())
-
-
-class ProgressLine:
-    """A live status line on stderr (rewritten in place on a TTY; one line per log step otherwise)."""
-
-    def __init__(self, enabled: bool = True, stream=None):
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.live = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._width = 0
-
-    def update(self, text: str, *, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        if self.live:
-            pad = max(0, self._width - len(text))
-            self.stream.write("\r" + text + " " * pad + ("\n" if final else ""))
-            self._width = 0 if final else len(text)
-        elif final:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def message(self, text: str) -> None:
-        """A permanent line (start-up choices, validation results), above the live line."""
-        if self.live and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self._width = 0
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-
-def status_text(*, epoch: int, epochs: int, step_in_epoch: int, steps_per_epoch: int, step: int,
-                samples_per_s: float, data_wait: float, terms: dict, loss: Optional[float]) -> str:
-    loss_text = f"loss {loss:.4f}" if loss is not None else "loss -"
-    return (f"epoch {epoch + 1}/{epochs} step {step_in_epoch}/{steps_per_epoch} (total {step}) | "
-            f"{samples_per_s:.1f} samples/s | data-wait {100 * data_wait:.0f}% | {loss_text} | {format_terms(terms)}")

@@ -29,14 +29,20 @@ def pair_logits(visual: torch.Tensor, audio: torch.Tensor, tau: float) -> torch.
 
 
 @torch.no_grad()
-def run_validation(model, loader, *, losses_fn, cfg, device, autocast=None, impl: str = "auto") -> dict:
-    """Score ``model`` (unwrapped, any mode) on ``loader`` (eval mode); restores the model's mode."""
+def run_validation(model, loader, *, device, tau: float, fg_threshold: float, loss_weights: dict,
+                   upsample: str, autocast=None, impl: str = "auto") -> dict:
+    """Score ``model`` (unwrapped, any mode) on ``loader`` (eval mode); restores the model's mode.
+
+    ``loss_weights``: {"fns1": w, "tns": w, "fns2": w} for the full objective ``val_loss``;
+    ``upsample``: how heat maps are upsampled for AP50/AUC (avloc.metrics).
+    """
     from avloc.evaluation.baselines import baseline_batch
+    from avloc.losses import LOSS_TERMS, fnac_losses
     from avloc.metrics import gt_map_from_boxes, localization_scores
 
     was_training = model.training
     model.eval()
-    sums = {"contrastive": 0.0, "fns1": 0.0, "tns": 0.0, "fns2": 0.0}
+    sums = dict.fromkeys(LOSS_TERMS, 0.0)
     loss_weight_n = 0
     correct = retrieval_n = 0
     batch_sizes = []
@@ -51,12 +57,12 @@ def run_validation(model, loader, *, losses_fn, cfg, device, autocast=None, impl
             with autocast() if autocast else nullcontext():
                 visual, audio = model(image, spec)
             visual, audio = visual.float(), audio.float()
-            out = losses_fn(visual, audio, tau=cfg.tau, fg_threshold=cfg.fg_threshold, impl=impl)
+            out = fnac_losses(visual, audio, tau=tau, fg_threshold=fg_threshold, impl=impl)
             if b >= 2:
                 for name in sums:
                     sums[name] += float(out[name]) * b
                 loss_weight_n += b
-                logits = pair_logits(visual, audio, cfg.tau)
+                logits = pair_logits(visual, audio, tau)
                 correct += int((logits.argmax(dim=0) == torch.arange(b, device=logits.device)).sum())
                 retrieval_n += b
                 batch_sizes.append(b)
@@ -73,7 +79,7 @@ def run_validation(model, loader, *, losses_fn, cfg, device, autocast=None, impl
         terms = {f"val_{k}": v / loss_weight_n for k, v in sums.items()}
         result.update(terms)
         result["val_loss"] = terms["val_contrastive"] + sum(
-            w * terms[f"val_{k}"] for k, w in cfg.loss_weights.items())
+            w * terms[f"val_{k}"] for k, w in loss_weights.items())
         result["val_retrieval_a2i"] = correct / retrieval_n
         result["val_retrieval_chance"] = float(np.mean([1.0 / b for b in batch_sizes]))
     result["val_boxes"] = len(heatmaps)
@@ -81,9 +87,9 @@ def run_validation(model, loader, *, losses_fn, cfg, device, autocast=None, impl
         maps = torch.stack(heatmaps)
         gts = torch.stack(gt_maps)
         n, h, w = maps.shape
-        model_scores = localization_scores(maps, gts, upsample=cfg.upsample)
-        centre = localization_scores(baseline_batch("centre_gaussian", n), gts, upsample=cfg.upsample)
-        whole = localization_scores(baseline_batch("whole_image", n), gts, upsample=cfg.upsample)
+        model_scores = localization_scores(maps, gts, upsample=upsample)
+        centre = localization_scores(baseline_batch("centre_gaussian", n), gts, upsample=upsample)
+        whole = localization_scores(baseline_batch("whole_image", n), gts, upsample=upsample)
         for prefix, scores in (("val", model_scores), ("baseline_centre", centre), ("baseline_whole", whole)):
             result[f"{prefix}_ap50"] = scores["ciou"]
             result[f"{prefix}_auc"] = scores["auc"]
@@ -91,10 +97,10 @@ def run_validation(model, loader, *, losses_fn, cfg, device, autocast=None, impl
     return result
 
 
-def selection_metric(cfg, result: dict) -> str:
-    """The metric best.pt is chosen on: the configured one, or ap50 with boxes else retrieval."""
-    if cfg.select_metric != "auto":
-        return cfg.select_metric
+def selection_metric(select_metric: str, result: dict) -> str:
+    """The metric best.pt is chosen on: ``select_metric``, or for "auto" ap50 with boxes else retrieval."""
+    if select_metric != "auto":
+        return select_metric
     return "ap50" if result.get("val_boxes") else "retrieval"
 
 

@@ -1,4 +1,4 @@
-"""``python -m avloc.train`` / ``torchrun --nproc-per-node N -m avloc.train ...``: one training rank.
+"""``python -m avloc.training`` / ``torchrun --nproc-per-node N -m avloc.training ...``: one training rank.
 
 Takes the same options as ``avloc train`` (without --nproc: torchrun provides the ranks).
 """
@@ -13,7 +13,7 @@ from avloc.errors import run_click_command
 def main(argv=None) -> int:
     from avloc.commands.train import command
 
-    return run_click_command(command, argv, "avloc.train")
+    return run_click_command(command, argv, "avloc.training")
 
 
 if __name__ == "__main__":
