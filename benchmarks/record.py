@@ -102,16 +102,17 @@ def record(args) -> dict:
     """Run the scenario in a scratch folder (always removed) and write its results files."""
     from avloc.bench.harness import BenchContext, fill_ratios, load_average, machine_info
     from avloc.bench.results import plot_ratios, table, write_results
-    from avloc.bench.runner import WORKDIR_PREFIX, BenchOptions, default_device
+    from avloc.bench.runner import WORKDIR_PREFIX, BenchOptions, default_device, sigterm_unwinds
 
     BenchOptions(scenario=args.scenario, shards=args.shards).checked()
     module = importlib.import_module(f"avloc.bench.{args.scenario}")
     load_at_start = load_average()
     workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     try:
-        ctx = BenchContext(workdir=workdir, quick=not args.full, shards=args.shards,
-                           device=args.device or default_device(), progress=not args.no_progress)
-        records = fill_ratios(measure(args.scenario, ctx, items=args.items, batches=args.batches, hws=args.hw))
+        with sigterm_unwinds():
+            ctx = BenchContext(workdir=workdir, quick=not args.full, shards=args.shards,
+                               device=args.device or default_device(), progress=not args.no_progress)
+            records = fill_ratios(measure(args.scenario, ctx, items=args.items, batches=args.batches, hws=args.hw))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     machine = machine_info(load_at_start)

@@ -210,6 +210,21 @@ def test_workdir_is_removed_when_the_run_stops(tmp_path, monkeypatch, stop):
     assert len(list(tmp_path.glob(f"{runner.WORKDIR_PREFIX}*"))) == 1
 
 
+def test_workdir_is_removed_when_the_run_is_terminated(tmp_path, monkeypatch):
+    import signal
+
+    from avloc.bench import runner
+
+    monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(runner, "run_scenarios", lambda names, ctx: os.kill(os.getpid(), signal.SIGTERM))
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        runner.run_bench(runner.BenchOptions(scenario="shard"))
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert not list(tmp_path.glob(f"{runner.WORKDIR_PREFIX}*"))
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_loader_data_folder_and_shards_hold_the_same_clips(tmp_path):
     """The two copies come from the same clips (run_shard and the public recipe): on-the-fly
     spectrograms = stored float16 ones (to fp16 rounding)."""

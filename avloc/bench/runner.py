@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import List, Optional
 
@@ -70,15 +73,33 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@contextlib.contextmanager
+def sigterm_unwinds():
+    """SIGTERM (kill, a batch scheduler, timeout) unwinds the stack like Ctrl-C, so cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_bench(options: BenchOptions) -> tuple:
     """Run the chosen scenarios in a scratch folder (removed afterwards, also on Ctrl-C or an error,
     unless ``keep_workdir``), write the JSON / PNG asked for; returns (records, machine)."""
     load_at_start = load_average()
     workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     try:
-        ctx = BenchContext(workdir=workdir, quick=options.quick, shards=options.shards, device=default_device(),
-                           progress=options.progress)
-        records = run_scenarios(options.names, ctx)
+        with sigterm_unwinds():
+            ctx = BenchContext(workdir=workdir, quick=options.quick, shards=options.shards, device=default_device(),
+                               progress=options.progress)
+            records = run_scenarios(options.names, ctx)
     finally:
         if options.keep_workdir:
             log(f"bench: scratch folder kept: {workdir}")
