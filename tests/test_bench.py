@@ -1,17 +1,39 @@
-"""bench-throughput's record format, interleaving, skip reporting and the command itself."""
+"""bench-throughput's record format, interleaving, skip reporting, the result writer, the command
+and the recording scripts in benchmarks/."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
+from click.testing import CliRunner
 
-from avloc.bench.core import (BenchContext, fill_ratios, interleave, percentile, plot_ratios,
-                              skipped, summarize, table, write_json)
+from avloc.bench.harness import BenchContext, fill_ratios, interleave, percentile, skipped, summarize
+from avloc.bench.results import plot_ratios, read_runs, table, write_results
 
 REQUIRED = {"scenario", "variant", "size", "baseline", "value", "unit", "higher_is_better", "ratio_to_baseline"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _records():
+    return fill_ratios([
+        summarize("loaders", "batch 64", "folder", [10.0, 12.0], unit="samples/s", higher_is_better=True, baseline=True),
+        summarize("loaders", "batch 64", "torch", [30.0, 33.0], unit="samples/s", higher_is_better=True),
+        skipped("loaders", "dali-gpu", "batch 64", "skipped: no CUDA", unit="samples/s", higher_is_better=True),
+    ])
 
 
 def test_interleave_alternates_order_and_counts_rounds():
@@ -21,6 +43,18 @@ def test_interleave_alternates_order_and_counts_rounds():
     assert calls[:3] == ["a", "b", "c"]  # warm-up
     assert calls[3:] == ["a", "b", "c", "c", "b", "a", "a", "b", "c", "c", "b", "a"]
     assert {k: len(v) for k, v in out.items()} == {"a": 4, "b": 4, "c": 4}
+
+
+def test_context_interleave_reports_progress_per_round(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AVLOC_PROGRESS_INTERVAL", "0")
+    ctx = BenchContext(workdir=tmp_path)
+    out = ctx.interleave({"a": lambda: 1.0, "b": lambda: 2.0}, rounds=3, warmup=0, desc="bench demo")
+    assert out == {"a": [1.0] * 3, "b": [2.0] * 3}
+    err = capsys.readouterr().err
+    assert "bench demo: 3/3 (100.0%)" in err and "round/s" in err
+    ctx = BenchContext(workdir=tmp_path, progress=False)
+    ctx.interleave({"a": lambda: 1.0}, rounds=2, warmup=0, desc="bench quiet")
+    assert "bench quiet" not in capsys.readouterr().err
 
 
 def test_percentile_matches_linear_interpolation():
@@ -43,13 +77,9 @@ def test_ratios_are_within_scenario_and_size():
 
 
 def test_json_records_have_the_documented_fields(tmp_path):
-    recs = fill_ratios([
-        summarize("loaders", "batch 64", "folder", [10.0, 12.0], unit="samples/s", higher_is_better=True, baseline=True),
-        summarize("loaders", "batch 64", "torch", [30.0, 33.0], unit="samples/s", higher_is_better=True),
-        skipped("loaders", "dali-gpu", "batch 64", "skipped: no CUDA", unit="samples/s", higher_is_better=True),
-    ])
+    recs = _records()
     path = tmp_path / "out.json"
-    write_json(recs, path)
+    write_results(recs, json_path=path)
     rows = json.loads(path.read_text())
     machine = [r for r in rows if "machine" in r]
     records = [r for r in rows if "machine" not in r]
@@ -59,21 +89,42 @@ def test_json_records_have_the_documented_fields(tmp_path):
     assert records[1]["ratio_to_baseline"] == pytest.approx(31.5 / 11.0)
     assert records[2]["value"] is None and records[2]["skipped"] == "skipped: no CUDA"
     info = machine[0]["machine"]
-    assert {"cpu", "cores", "gpu", "versions", "commit"} <= set(info)
+    assert {"cpu", "cores", "cores_usable", "gpu", "versions", "commit", "load_average_1min_end"} <= set(info)
     assert info["versions"]["torch"]
     assert "| loaders | torch | batch 64 |" in table(recs)
     plot_ratios(recs, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_kernels_scenario_reports_missing_gpu_backend_as_skipped(tmp_path):
-    import torch
+def test_writer_appends_runs_and_lists_them_newest_first_with_umask_modes(tmp_path):
+    old = os.umask(0o022)
+    try:
+        first = write_results(_records(), machine={"time": "2026-01-01T00:00:00Z", "cpu": "A"},
+                              jsonl_path=tmp_path / "x.jsonl", md_path=tmp_path / "x.md", png_path=tmp_path / "x.png",
+                              title="Loader throughput", intro="What is measured.",
+                              notes_for=lambda recs: f"{len(recs)} records")
+        write_results(_records()[:2], machine={"time": "2026-02-01T00:00:00Z", "cpu": "B"},
+                      jsonl_path=tmp_path / "x.jsonl", md_path=tmp_path / "x.md", title="Loader throughput")
+    finally:
+        os.umask(old)
+    assert set(first) == {"jsonl", "md", "png"}
+    for path in first.values():
+        assert path.stat().st_mode & 0o777 == 0o644, path
+    runs = read_runs(tmp_path / "x.jsonl")
+    assert [m["cpu"] for m, _ in runs] == ["B", "A"] and [len(r) for _, r in runs] == [2, 3]
+    md = (tmp_path / "x.md").read_text()
+    assert md.startswith("# Loader throughput\n") and "What is measured." not in md  # second call: no intro
+    assert md.index("## 2026-02-01") < md.index("## 2026-01-01")
+    assert "machine: A," in md and "| loaders | torch | batch 64 |" in md
+    assert not list(tmp_path.glob(".*.tmp"))
 
+
+def test_kernels_scenario_reports_missing_gpu_backend_as_skipped(tmp_path):
     from avloc.bench.kernels import run_sizes
 
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the triton variant runs instead of being skipped")
-    ctx = BenchContext(quick=True, workdir=tmp_path, log=lambda m: None)
+    ctx = BenchContext(workdir=tmp_path, quick=True, progress=False)
     recs = fill_ratios(run_sizes(ctx, batches=(12,), hws=(49,)))
     triton = [r for r in recs if r.variant == "triton"]
     assert triton and all(r.value is None and "no GPU" in r.skipped for r in triton)
@@ -86,16 +137,155 @@ def test_runner_rejects_an_unknown_scenario(tmp_path):
     from avloc.bench import runner
     from avloc.errors import InputError
 
-    ctx = BenchContext(quick=True, workdir=tmp_path, log=lambda m: None)
+    ctx = BenchContext(workdir=tmp_path, quick=True, progress=False)
     with pytest.raises(InputError, match="unknown benchmark scenario"):
         runner.run_scenarios(["no_such_scenario"], ctx)
 
 
-def test_cli_rejects_a_missing_data_folder(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "avloc.cli", "bench-throughput", "--data", str(tmp_path / "nope")],
+def test_options_list_every_problem(tmp_path):
+    from avloc.bench.runner import BenchOptions
+    from avloc.errors import ConfigError
+
+    (tmp_path / "clips").mkdir()
+    assert BenchOptions(shards=None).checked().names == ("shard", "loaders", "kernels", "train", "evaluate")
+    with pytest.raises(ConfigError) as err:
+        BenchOptions(scenario="nope", shards=tmp_path / "clips").checked()
+    assert len(err.value.problems) == 2 and "is not a shards folder" in err.value.problems[1]
+
+
+@pytest.mark.parametrize("flag", ["--shards", "--data"])  # --data: the old spelling, kept for one release
+def test_cli_rejects_a_missing_shards_folder(tmp_path, flag):
+    r = subprocess.run([sys.executable, "-m", "avloc.cli", "bench-throughput", flag, str(tmp_path / "nope")],
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--shards", "--data"])
+def test_cli_rejects_a_folder_without_dataset_json(tmp_path, flag):
+    r = subprocess.run([sys.executable, "-m", "avloc.cli", "bench-throughput", flag, str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "not a shards folder" in r.stderr
+
+
+def test_cli_passes_shards_through_either_spelling(tmp_path, monkeypatch):
+    from avloc.commands import bench as command
+
+    (tmp_path / "dataset.json").write_text("{}")
+    seen = []
+    monkeypatch.setattr(command, "run_bench", lambda options: seen.append(options) or ([], {"cpu": "x", "cores": 1,
+                                                                                         "gpu": None, "commit": "c"}))
+    for flag in ("--shards", "--data"):
+        result = CliRunner().invoke(command.command, ["--scenario", "train", flag, str(tmp_path), "--no-progress"])
+        assert result.exit_code == 0, result.output
+    assert [(o.shards, o.scenario, o.progress) for o in seen] == [(tmp_path, "train", False)] * 2
+
+
+def test_help_ends_with_an_example_and_hides_the_old_spelling():
+    result = CliRunner().invoke(__import__("avloc.commands.bench", fromlist=["command"]).command, ["--help"])
+    assert result.exit_code == 0
+    text = result.output
+    assert "--shards" in text and "--data" not in text
+    example = text.strip().split("Options:")[0].strip().splitlines()[-1].strip()
+    assert example == "avloc bench-throughput --quick --json bench.json --plot bench.png"
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_workdir_is_removed_when_the_run_stops(tmp_path, monkeypatch, stop):
+    from avloc.bench import runner
+
+    monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
+
+    def boom(names, ctx):
+        (ctx.workdir / "clips").mkdir()
+        raise stop()
+
+    monkeypatch.setattr(runner, "run_scenarios", boom)
+    with pytest.raises(stop):
+        runner.run_bench(runner.BenchOptions(scenario="shard"))
+    assert not list(tmp_path.glob(f"{runner.WORKDIR_PREFIX}*"))
+    with pytest.raises(stop):
+        runner.run_bench(runner.BenchOptions(scenario="shard", keep_workdir=True))
+    assert len(list(tmp_path.glob(f"{runner.WORKDIR_PREFIX}*"))) == 1
+
+
+def test_workdir_is_removed_when_the_run_is_terminated(tmp_path, monkeypatch):
+    import signal
+
+    from avloc.bench import runner
+
+    monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(runner, "run_scenarios", lambda names, ctx: os.kill(os.getpid(), signal.SIGTERM))
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        runner.run_bench(runner.BenchOptions(scenario="shard"))
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert not list(tmp_path.glob(f"{runner.WORKDIR_PREFIX}*"))
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_loader_data_folder_and_shards_hold_the_same_clips(tmp_path):
+    """The two copies come from the same clips (run_shard and the public recipe): on-the-fly
+    spectrograms = stored float16 ones (to fp16 rounding)."""
+    from avloc import schema
+    from avloc.bench.loaders import _Measure, build_data
+    from avloc.data import build_loader
+
+    folder, shards = build_data(tmp_path, 6, unique=2, samples_per_shard=4)
+    a = list(build_loader(folder, backend="folder", mode="eval", batch_size=3, num_workers=0))
+    b = list(build_loader(shards, backend="torch", mode="eval", batch_size=3, num_workers=0))
+    # run_shard permutes the clips within a split (seeded), so the two are matched by key
+    spec_a = {k: batch["spec"][i] for batch in a for i, k in enumerate(batch["key"])}
+    spec_b = {k: batch["spec"][i] for batch in b for i, k in enumerate(batch["key"])}
+    assert sorted(spec_a) == sorted(spec_b) and len(spec_a) == 6
+    for key in spec_a:  # |log psd| < 20: fp16 step <= 0.016
+        assert torch.allclose(spec_a[key], spec_b[key], atol=0.02 / schema.SPEC_SCALE), key
+    assert a[0]["image"].shape == b[0]["image"].shape
+    assert len(list((tmp_path / "clips").iterdir())) == 6 and len(list((tmp_path / "synth" / "clips").iterdir())) == 2
+    rate = _Measure(build_loader(shards, backend="torch", mode="train", batch_size=2, num_workers=0), 2, 2)()
+    assert rate > 0
+
+
+def test_record_script_writes_the_results_files(tmp_path):
+    record = _script("record")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the kernels script would time the GPU")
+    old = os.umask(0o022)
+    try:
+        rc = record.main(["kernels", "--batches", "12", "--hw", "49", "--out", str(tmp_path), "--name", "t",
+                          "--device", "cpu", "--no-progress", "--notes", "a test run"])
+    finally:
+        os.umask(old)
+    assert rc == 0
+    files = {p.name: p for p in tmp_path.iterdir()}
+    assert set(files) == {"kernels-t.jsonl", "kernels-t.md", "kernels-t.png"}
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in files.values())
+    md = files["kernels-t.md"].read_text()
+    assert md.startswith("# fnac_losses kernels") and "a test run" in md and "Process CPU time" in md
+    assert files["kernels-t.png"].read_bytes()[:4] == b"\x89PNG"
+    rows = [json.loads(line) for line in files["kernels-t.jsonl"].read_text().splitlines()]
+    assert {r["variant"] for r in rows} == {"reference", "torch", "triton"} and all("machine" in r for r in rows)
+
+
+def test_record_script_rejects_a_folder_without_dataset_json(tmp_path, capsys):
+    record = _script("record")
+    assert record.main(["train", "--shards", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "not a shards folder" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_quality_script_prints_the_validation_table_and_curve(tmp_path, capsys):
+    quality = _script("train_quality")
+    train = {"kind": "train", "step": 3, "contrastive": 4.0, "fns1": 0.01, "tns": 0.02, "fns2": 0.03}
+    val = {"kind": "val", "epoch": -1, "step": 0, "samples_seen": 0, "val_ap50": 0.12, "val_auc": 0.3,
+           "baseline_centre_ap50": 0.14}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(train) + "\n" + json.dumps(val) + "\n")
+    assert quality.main(["--table", str(tmp_path), "--png", str(tmp_path / "curve.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| 0 (untrained) | 0 | 0 | 0.120 | 0.300 |" in out
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "spec_mask_fill=silence" in quality.QUALITY_SETS
 
 
 @pytest.mark.slow

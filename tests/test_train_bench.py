@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from avloc.bench.core import BenchContext, fill_ratios
+from avloc.bench.harness import BenchContext, fill_ratios
 from loader_fixtures import write_shards
 
 
@@ -16,7 +16,7 @@ def test_train_scenario_records(tmp_path, monkeypatch):
     write_shards(shards, {"train": 24}, samples_per_shard=8)
     monkeypatch.setattr(bench_train, "bench_settings",
                         lambda ctx: {"clips": 0, "batch_size": 4, "image_size": 32, "steps": 2, "rounds": 2})
-    ctx = BenchContext(quick=True, data=shards, workdir=tmp_path / "work", log=lambda m: None)
+    ctx = BenchContext(workdir=tmp_path / "work", quick=True, shards=shards, progress=False)
     records = fill_ratios(bench_train.run(ctx))
     by_variant = {r.variant: r for r in records if r.size != "GPU"}
     assert by_variant["end-to-end data-wait fraction"].ratio_to_baseline is None

@@ -13,7 +13,6 @@ Variants (same untrained FNACModel, dim 512, same items, same bicubic protocol):
   16-sample network chunks, vectorised scoring, baselines scored too);
 * ``avloc evaluate cuda`` when a GPU is visible.
 Each measurement is one whole evaluation of the ``n`` items (model load included); samples/s.
-Run as ``python -m avloc.bench.evaluate --out benchmarks/results`` to record the results files.
 """
 
 from __future__ import annotations
@@ -26,14 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from avloc.bench.core import BenchContext, Record, interleave, skipped, summarize
+from avloc.bench.harness import BenchContext, Record, skipped, summarize
+from avloc.utils.atomic import atomic_write_text
+from avloc.utils.progress import log
+from avloc.utils.system import usable_cores
 
 SCENARIO = "evaluate"
 VGGSS_SIZE = 5158
 UNIQUE = 256
 
 
-def build_vggss_root(workdir: Path, n: int, log=print) -> Path:
+def build_vggss_root(workdir: Path, n: int, progress: bool = False) -> Path:
     """A VGG-SS layout with n items (at most UNIQUE rendered, the rest hard-linked under new ids)."""
     from avloc.tools.synth import write_benchmark
 
@@ -41,9 +43,9 @@ def build_vggss_root(workdir: Path, n: int, log=print) -> Path:
     if (root / "vggss_test.csv").is_file():
         return root
     unique = min(n, UNIQUE)
-    log(f"[bench] evaluate: rendering {unique} synthetic VGG-SS items")
-    src = write_benchmark(workdir / f"vggss-unique-{unique}", "vggss", unique, seed=0,
-                          workers=max(1, (os.cpu_count() or 1)))
+    log(f"bench: evaluate: rendering {unique} synthetic VGG-SS items")
+    src = write_benchmark(workdir / f"vggss-unique-{unique}", "vggss", unique, seed=0, workers=usable_cores(),
+                          progress=progress)
     if n == unique:
         return src.root
     (root / "frames").mkdir(parents=True, exist_ok=True)
@@ -59,8 +61,8 @@ def build_vggss_root(workdir: Path, n: int, log=print) -> Path:
             except OSError:
                 shutil.copyfile(base[kind], dst)
         entries.append({"file": new_id, "class": base["label"], "bbox": base["bbox"]})
-    (root / "vggss.json").write_text(json.dumps(entries))
-    (root / "vggss_test.csv").write_text("".join(f"{e['file']}\r\n" for e in entries))
+    atomic_write_text(root / "vggss.json", json.dumps(entries))
+    atomic_write_text(root / "vggss_test.csv", "".join(f"{e['file']}\r\n" for e in entries))
     return root
 
 
@@ -114,12 +116,12 @@ def run(ctx: BenchContext, n: int = None) -> list:
     from avloc.evaluation.runner import evaluate
     from avloc.model import FNACModel
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     torch.set_num_threads(max(1, cores))
     if n is None:
         n = 16 if ctx.quick else VGGSS_SIZE  # quick: one 16-sample network chunk
     rounds, warmup = (2, 1) if ctx.quick and n <= 64 else (1, 0)
-    root = build_vggss_root(ctx.workdir, n, log=ctx.log)
+    root = build_vggss_root(ctx.workdir, n, progress=ctx.progress)
     torch.manual_seed(0)
     model = FNACModel(dim=512)
     checkpoint = ctx.workdir / "evaluate-model.pt"
@@ -137,9 +139,8 @@ def run(ctx: BenchContext, n: int = None) -> list:
     if cuda:
         variants["avloc evaluate cuda (batch 128)"] = _Measure(avloc_eval("cuda", 128), n)
     size = f"{n} items"
-    ctx.log(f"[bench] evaluate {size}: {', '.join(variants)}; {rounds} round(s), {warmup} warm-up")
-    results = interleave(variants, rounds=rounds, warmup=warmup,
-                         on_round=lambda r, total: ctx.log(f"[bench]   round {r}/{total}"))
+    log(f"bench: evaluate {size}: {', '.join(variants)}; {rounds} round(s), {warmup} warm-up")
+    results = ctx.interleave(variants, rounds=rounds, warmup=warmup, desc="bench evaluate")
     records: list[Record] = []
     for name, values in results.items():
         last = variants[name].last
@@ -152,55 +153,3 @@ def run(ctx: BenchContext, n: int = None) -> list:
                                unit="samples/s", higher_is_better=True))
     return records
 
-
-def write_markdown(md: Path, jsonl: Path) -> None:
-    """The markdown summary: every run recorded in the JSONL, newest first, one table each."""
-    from avloc.bench.core import Record, table
-
-    runs: dict = {}
-    for line in jsonl.read_text().splitlines():
-        row = json.loads(line)
-        machine = row.pop("machine")
-        runs.setdefault(machine["time"], (machine, []))[1].append(Record(**row))
-    parts = ["# Evaluation throughput\n",
-             "Whole VGG-SS-layout evaluations (frames 320x240 jpg, 10 s wavs, untrained FNACModel dim 512, bicubic "
-             "protocol); samples/s per complete run, model load included. The baseline is the published "
-             "per-sample test loop. Shared, noisy machines: compare ratios within one run only. Produced by "
-             "`python -m avloc.bench.evaluate` (`--items N`, `--full` = 5,158 items).\n"]
-    for when, (machine, records) in sorted(runs.items(), reverse=True):
-        parts.append(f"## {when}\n\nmachine: {machine['cpu']}, {machine['cores_usable']} usable cores, "
-                     f"GPU: {machine['gpu'] or 'none'}; commit {machine['commit']}; torch {machine['versions']['torch']}"
-                     f"\n\n{table(records)}\n")
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, md)
-
-
-def main(argv=None) -> None:
-    import argparse
-    import tempfile
-
-    from avloc.bench.core import append_jsonl, fill_ratios, machine_info, table
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", default=None, help="results file stem (default evaluate-cpu / evaluate-gpu)")
-    parser.add_argument("--full", action="store_true", help=f"{VGGSS_SIZE} items (default: quick, 16)")
-    parser.add_argument("--items", type=int, default=None, help="any other number of items (one round, no warm-up "
-                                                                    "above 64)")
-    args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="avloc-bench-evaluate-"))
-    try:
-        records = fill_ratios(run(BenchContext(quick=not args.full, workdir=workdir), n=args.items))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    machine = machine_info()
-    stem = args.name or ("evaluate-gpu" if machine["gpu"] else "evaluate-cpu")
-    append_jsonl(records, args.out / f"{stem}.jsonl", machine)
-    text = table(records)
-    write_markdown(args.out / f"{stem}.md", args.out / f"{stem}.jsonl")
-    print(text)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,7 +4,7 @@ Sizes: B in {256, 1024, 4096, 8192}, HW in {49, 196}, D = 512 (quick mode: B <= 
 Variants: ``reference`` (einsum; materialises the B x B x HW volume; the baseline), ``torch``
 (chunked), ``triton`` (CUDA only).
 
-Time: interleaved rounds in this process (core.interleave), median of the rounds. Where a step
+Time: interleaved rounds in this process (harness.interleave), median of the rounds. Where a step
 takes tens of seconds on CPU only the single run of the memory measurement is timed (n = 1).
 
 Memory, CPU: every (impl, size) runs once in a fresh subprocess. It allocates the inputs, runs
@@ -21,13 +21,13 @@ after reset_peak_memory_stats, minus the bytes allocated before the step (same t
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
 
-from avloc.bench.core import BenchContext, Record, interleave, skipped, summarize
+from avloc.bench.harness import BenchContext, Record, skipped, summarize
+from avloc.utils.progress import log
 
 SCENARIO_TIME = "kernels.time"
 SCENARIO_MEM = "kernels.memory"
@@ -87,6 +87,7 @@ def measure_cpu_once(impl: str, b: int, hw: int, threads: int, with_allocations:
     """One forward+backward in this (fresh) process: peak RSS above the inputs, and its time."""
     import torch
 
+    b, hw, threads = int(b), int(hw), int(threads)
     torch.set_num_threads(threads)
     small_v, small_a = _inputs(8, hw, "cpu")
     _step(small_v, small_a, impl)  # loads libraries and kernels outside the measurement
@@ -122,8 +123,13 @@ def allocation_peak_bytes(fn) -> int:
     return peak
 
 
+# what the fresh process runs: one measurement, printed as one JSON line
+_CHILD = ("import json, sys; from avloc.bench.kernels import measure_cpu_once; "
+          "print(json.dumps(measure_cpu_once(*sys.argv[1:5], with_allocations=True)))")
+
+
 def _measure_cpu_subprocess(impl: str, b: int, hw: int, threads: int) -> dict:
-    cmd = [sys.executable, "-m", "avloc.bench.kernels", "--measure-cpu", impl, str(b), str(hw), str(threads), "--allocations"]
+    cmd = [sys.executable, "-c", _CHILD, impl, str(b), str(hw), str(threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -218,7 +224,7 @@ def run_sizes(ctx: BenchContext, batches=None, hws=(49, 196)) -> list:
                     runnable[impl] = True
             if not runnable:
                 continue
-            ctx.log(f"[bench] kernels {size} on {device}: {', '.join(runnable)}")
+            log(f"bench: kernels {size} on {device}: {', '.join(runnable)}")
             mems = {}
             for impl in runnable:
                 mems[impl] = _measure_cuda(impl, b, hw) if device == "cuda" else _measure_cpu_subprocess(impl, b, hw, threads)
@@ -236,7 +242,7 @@ def run_sizes(ctx: BenchContext, batches=None, hws=(49, 196)) -> list:
             if ctx.quick:
                 rounds = min(rounds, 3)
             timers = {impl: _timer(visual, audio, impl, device) for impl in runnable}
-            times = interleave(timers, rounds=rounds, warmup=1)
+            times = ctx.interleave(timers, rounds=rounds, warmup=1, desc=f"bench kernels {size}")
             for impl, values in times.items():
                 cpu = sorted(timers[impl].cpu_ms[-len(values):])
                 records.append(summarize(SCENARIO_TIME, size, impl, values, unit="ms", higher_is_better=False,
@@ -244,105 +250,3 @@ def run_sizes(ctx: BenchContext, batches=None, hws=(49, 196)) -> list:
             del visual, audio
     return records
 
-
-def plot_kernels(records: list, path) -> None:
-    """Time and workspace memory against B, one line per (impl, HW); skipped points are absent."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, scenario, unit, title in ((axes[0], SCENARIO_TIME, "ms", "forward+backward time"),
-                                      (axes[1], SCENARIO_MEM, "MiB", "peak extra memory (workspace)")):
-        lines: dict = {}
-        for r in records:
-            if r.scenario != scenario or r.value is None or ("[total]" in r.size):
-                continue
-            b = int(r.size.split()[0].split("=")[1])
-            hw = int(r.size.split()[1].split("=")[1])
-            kind = r.size.split("[")[1].rstrip("]") if "[" in r.size else ""
-            lines.setdefault((r.variant, hw, kind), []).append((b, r.value))
-        for (impl, hw, kind), pts in sorted(lines.items()):
-            pts.sort()
-            marker = "s" if kind == "tensors" else "o"
-            label = f"{impl} HW={hw}" + (f" ({'RSS' if kind == 'workspace' else 'live tensors'})" if kind else "")
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, ls="-" if hw == 49 else "--", label=label)
-        if scenario == SCENARIO_MEM:
-            ax.axhline(1024, color="grey", lw=0.8, ls=":", label="1 GiB goal")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("batch B (D=512)")
-        ax.set_ylabel(unit)
-        ax.set_title(title)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_results(records: list, out_dir, device: str, notes: str = "") -> dict:
-    """kernels-<device>.md (table), .jsonl (one record per line) and .png (plot), written atomically."""
-    import os
-    from pathlib import Path
-
-    from avloc.bench.core import machine_info, table
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
-    stem = out_dir / f"kernels-{device}"
-    paths = {"md": stem.with_suffix(".md"), "jsonl": stem.with_suffix(".jsonl"), "png": stem.with_suffix(".png")}
-    md = [f"# fnac_losses kernels on {device}", "",
-          f"Machine: {machine['cpu']}, {machine['cores_usable']} usable cores, GPU: {machine['gpu'] or 'none'}; "
-          f"torch {machine['versions']['torch']}, triton {machine['versions']['triton']}; commit {machine['commit']}; "
-          f"{machine['time']}.", "", (__doc__ or "").strip(), "", notes, "", table(records), ""]
-    cpu_rows = [r for r in records if r.scenario == SCENARIO_TIME and r.value is not None
-                and (r.extra.get("cpu_ms_median") is not None or r.extra.get("cpu_ms") is not None)]
-    if cpu_rows:
-        md += ["Process CPU time of the same steps (all threads; less sensitive to other load on a shared machine):", "",
-               "| variant | size | CPU ms |", "|---|---|---|"]
-        md += [f"| {r.variant} | {r.size} | {r.extra.get('cpu_ms_median', r.extra.get('cpu_ms')):,.0f} |" for r in cpu_rows]
-        md.append("")
-    tmp = paths["md"].with_name(paths["md"].name + ".tmp")
-    tmp.write_text("\n".join(md))
-    os.replace(tmp, paths["md"])
-    tmp = paths["jsonl"].with_name(paths["jsonl"].name + ".tmp")
-    tmp.write_text("".join(json.dumps({**r.to_dict(), "machine": machine}) + "\n" for r in records))
-    os.replace(tmp, paths["jsonl"])
-    tmp = paths["png"].with_name(paths["png"].name + ".tmp.png")
-    plot_kernels(records, tmp)
-    os.replace(tmp, paths["png"])
-    return paths
-
-
-def _main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="fnac_losses kernel benchmark (or one CPU memory measurement)")
-    parser.add_argument("--measure-cpu", nargs=4, metavar=("IMPL", "B", "HW", "THREADS"))
-    parser.add_argument("--allocations", action="store_true",
-                        help="with --measure-cpu: also a second step under the profiler (peak of live tensor bytes)")
-    parser.add_argument("--full", action="store_true", help="all sizes (B up to 8192); default B <= 1024")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batches", type=int, nargs="+", help="only these B")
-    parser.add_argument("--hw", type=int, nargs="+", help="only these HW (perfect squares)")
-    parser.add_argument("--name", default=None, help="results file stem suffix (default: the device)")
-    parser.add_argument("--out", default=None, help="write kernels-<device>.md/.jsonl/.png here")
-    parser.add_argument("--notes", default="")
-    args = parser.parse_args(argv)
-    if args.measure_cpu:
-        impl, b, hw, threads = args.measure_cpu
-        print(json.dumps(measure_cpu_once(impl, int(b), int(hw), int(threads), args.allocations)))
-        return 0
-    from avloc.bench.core import fill_ratios, table
-
-    ctx = BenchContext(quick=not args.full, device=args.device, log=lambda m: print(m, file=sys.stderr, flush=True))
-    records = fill_ratios(run_sizes(ctx, tuple(args.batches) if args.batches else None, tuple(args.hw or (49, 196))))
-    print(table(records))
-    if args.out:
-        name = args.name or ("cuda" if args.device.startswith("cuda") else "cpu")
-        print(write_results(records, args.out, name, args.notes), file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

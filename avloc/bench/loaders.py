@@ -2,114 +2,78 @@
 
 Variants (all on the same CPU cores: 2 DataLoader workers or 2 DALI threads each):
 * ``folder (reference)``: frames/<id>.jpg at the source resolution (480x360, VGG-Sound's usual
-  360p) + audio/<id>.wav (10 s, 16 kHz): per sample PIL decode, wav read, spectrogram;
-* ``torch``: shards (frame stored at shorter side 256, spectrogram precomputed), webdataset +
-  PIL in DataLoader workers;
+  360p) + audio/<id>.wav (10 s, 16 kHz), as the public recipe extracts them: per sample PIL
+  decode, wav read, spectrogram;
+* ``torch``: shards built by ``run_shard`` (frame stored at shorter side 256, spectrogram
+  precomputed), webdataset + PIL in DataLoader workers;
 * ``dali-cpu`` / ``dali-gpu``: the DALI pipelines (GPU: nvJPEG decode; skipped without CUDA).
 
-Both data sets hold the same clips. Every measurement starts a fresh epoch iterator (so no
-variant prefetches while another is timed) and pulls ``k`` training batches; samples/s is
+Both data sets hold the same clips: a few synthetic clips (``avloc synth``, with sensor noise so
+the frames compress like footage) appear under many ids (hard links), then are sharded by
+``run_shard`` and extracted by the recipe. Every measurement starts a fresh epoch iterator (so
+no variant prefetches while another is timed) and pulls ``k`` training batches; samples/s is
 k * batch / (time from the iterator's start to the k-th batch), start-up (worker fork or
 pipeline build, also reported on its own) included; the batch latencies are the waits for
 each batch, the first one counted from the iterator's start.
-Run as ``python -m avloc.bench.loaders --out benchmarks/results`` to record the results files.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
+import shutil
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
-from avloc.bench.core import BenchContext, Record, interleave, skipped, summarize
+from avloc.bench.harness import BenchContext, Record, skipped, summarize
+from avloc.utils.progress import log
 
 SCENARIO = "loaders"
 LATENCY_SCENARIO = "loaders-latency"
 WORKERS = 2
 SOURCE_SIZE = (480, 360)
+UNIQUE_CLIPS = 16
 
 
-def _frame(i: int, size: tuple) -> np.ndarray:
-    """A natural-looking frame: smooth colour field, a few blobs, mild sensor noise."""
-    from PIL import Image, ImageFilter
-
-    rng = np.random.default_rng(i)
-    w, h = size
-    small = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
-    arr = np.asarray(small.filter(ImageFilter.GaussianBlur(3)), dtype=np.float32)
-    yy, xx = np.mgrid[0:h, 0:w]
-    for _ in range(4):
-        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(15, 70)
-        arr[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = rng.uniform(0, 255, 3)
-    arr += rng.normal(0, 6, arr.shape)
-    return np.clip(arr, 0, 255).astype(np.uint8)
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
-def _jpeg(img, quality: int = 95) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def _audio(i: int, seconds: float = 10.0, sr: int = 16000) -> np.ndarray:
-    rng = np.random.default_rng(10_000 + i)
-    t = np.arange(int(seconds * sr)) / sr
-    x = 6000 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
-    return np.clip(x + rng.normal(0, 800, t.shape), -32768, 32767).astype(np.int16)
-
-
-def build_data(root: Path, n: int, *, samples_per_shard: int = 256, log=print) -> tuple:
+def build_data(root: Path, n: int, *, unique: int = UNIQUE_CLIPS, samples_per_shard: int = 256,
+               progress: bool = False) -> tuple:
     """The same n clips as an EZ-VSL folder and as avloc shards. Returns (folder, shards dir)."""
-    from PIL import Image
-
     from avloc import schema
-    from avloc.spectrogram import fnac_spectrogram_from_samples
-    from avloc.tools.sharding.writer import ShardWriter
-    from avloc.utils.atomic import atomic_write_bytes
+    from avloc.bench.shard import baseline_recipe
+    from avloc.tools.sharding import ShardConfig, run_shard
+    from avloc.tools.synth import generate_clips
+    from avloc.utils.system import usable_cores
 
     folder, shards = root / "folder", root / "shards"
     if (shards / "dataset.json").is_file():
         return folder, shards
-    log(f"[bench] writing {n} clips as a folder and as shards under {root}")
-    (folder / "frames").mkdir(parents=True, exist_ok=True)
-    (folder / "audio").mkdir(parents=True, exist_ok=True)
-    shards.mkdir(parents=True, exist_ok=True)
-    entries, writer, in_shard = [], None, 0
+    unique = min(unique, n)
+    log(f"bench: loaders: {unique} synthetic clips as {n} clips, sharded and extracted under {root}")
+    # fps only shapes the video stream, which neither loader reads beyond the centre frame
+    synth = generate_clips(root / "synth", unique, seed=0, duration=10.0, fps=5, width=SOURCE_SIZE[0],
+                           height=SOURCE_SIZE[1], frame_noise=6, test_fraction=0.0, workers=usable_cores(),
+                           progress=progress)
+    sources = [Path(it["path"]) for it in synth.items]
+    baseline_recipe(sources, root / "extracted", usable_cores())
+    clips = root / "clips"
+    for sub in (clips, folder / "frames", folder / "audio"):
+        sub.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         key = schema.canonical_clip_id(f"bench{i:06d}", 10 * i)
-        img = Image.fromarray(_frame(i, SOURCE_SIZE))
-        (folder / "frames" / f"{key}.jpg").write_bytes(_jpeg(img))
-        audio = _audio(i)
-        with wave.open(str(folder / "audio" / f"{key}.wav"), "wb") as fh:
-            fh.setnchannels(1)
-            fh.setsampwidth(2)
-            fh.setframerate(schema.SAMPLE_RATE)
-            fh.writeframes(audio.tobytes())
-        short = schema.FRAME_SHORT_SIDE
-        stored = img.resize((round(img.width * short / img.height), short), Image.BICUBIC)
-        spec, start, tiled = fnac_spectrogram_from_samples(audio, schema.SAMPLE_RATE)
-        meta = schema.SampleMeta(key=key, clip_id=key, label=None, class_index=-1, split="train",
-                                 source_path=f"{key}.mp4", clip_start=10.0 * i, duration=10.0, frame_time=5.0,
-                                 fps=25.0, width=img.width, height=img.height, video_codec="h264", audio_codec="aac",
-                                 source_sample_rate=16000, audio_seconds=10.0,
-                                 window_start=start / schema.SAMPLE_RATE, flags=[])
-        if writer is None:
-            stem = schema.shard_stem("train", len(entries))
-            writer = ShardWriter(shards / f"{stem}.tar")
-        writer.write(key, schema.encode_sample(meta, _jpeg(stored, schema.JPEG_QUALITY), spec))
-        in_shard += 1
-        if in_shard == samples_per_shard or i == n - 1:
-            writer.close()
-            entries.append({"name": f"{stem}.tar", "samples": in_shard})
-            atomic_write_bytes(shards / f"{stem}_stats.json", json.dumps({"samples": in_shard}).encode())
-            writer, in_shard = None, 0
-    summary = schema.dataset_summary(classes=[], counts={"train": n}, shards={"train": entries})
-    atomic_write_bytes(shards / "dataset.json", json.dumps(summary, indent=1).encode())
+        src = sources[i % unique]
+        _link(src, clips / f"{key}{src.suffix}")
+        _link(root / "extracted" / "frames" / f"{src.stem}.jpg", folder / "frames" / f"{key}.jpg")
+        _link(root / "extracted" / "audio" / f"{src.stem}.wav", folder / "audio" / f"{key}.wav")
+    run_shard(ShardConfig(clips=clips, out=shards, samples_per_shard=samples_per_shard, decoder="pyav",
+                          workers=usable_cores(), progress=progress))
     return folder, shards
 
 
@@ -153,10 +117,10 @@ def run(ctx: BenchContext) -> list:
     torch.set_num_threads(1)
     n = 1024 if ctx.quick else 2048
     rounds, warmup = (3, 1) if ctx.quick else (5, 1)
-    if ctx.data is not None and (Path(ctx.data) / "dataset.json").is_file():
-        folder, shards = None, Path(ctx.data)  # the user's shards; no folder copy of them to compare with
+    if ctx.shards is not None:
+        folder, shards = None, Path(ctx.shards)  # the user's shards; no folder copy of them to compare with
     else:
-        folder, shards = build_data(ctx.workdir / "loaders-data", n, log=ctx.log)
+        folder, shards = build_data(ctx.workdir / "loaders-data", n, progress=ctx.progress)
     cuda = torch.cuda.is_available()
     records: list[Record] = []
     for batch_size, k in ((256, 4), (64, 12)):
@@ -166,7 +130,7 @@ def run(ctx: BenchContext) -> list:
         if folder is not None:
             variants["folder (reference)"] = _Measure(build_loader(folder, backend="folder", **common), k, batch_size)
         else:
-            reason = "skipped: --data is a shards folder (no frames/audio copy to time)"
+            reason = "skipped: --shards given (no frames/audio copy of them to time)"
             records.append(skipped(SCENARIO, "folder (reference)", size, reason, unit="samples/s", higher_is_better=True))
         variants["torch"] = _Measure(build_loader(shards, backend="torch", **common), k, batch_size)
         if dali_available():
@@ -174,9 +138,8 @@ def run(ctx: BenchContext) -> list:
             if cuda:
                 variants["dali-gpu"] = _Measure(build_loader(shards, backend="dali", device="cuda", **common), k,
                                                 batch_size)
-        ctx.log(f"[bench] loaders {size}: {', '.join(variants)}; {rounds} rounds of {k} batches")
-        results = interleave(variants, rounds=rounds, warmup=warmup,
-                             on_round=lambda r, total: ctx.log(f"[bench]   round {r}/{total}"))
+        log(f"bench: loaders {size}: {', '.join(variants)}; {rounds} rounds of {k} batches")
+        results = ctx.interleave(variants, rounds=rounds, warmup=warmup, desc=f"bench loaders {size}")
         for name, values in results.items():
             m = variants[name]
             base = name.startswith("folder")
@@ -192,54 +155,3 @@ def run(ctx: BenchContext) -> list:
                 records.append(skipped(LATENCY_SCENARIO, name, size, reason, unit="ms/batch", higher_is_better=False))
     return records
 
-
-def main(argv=None) -> None:
-    import argparse
-    import shutil
-    import tempfile
-
-    from avloc.bench.core import append_jsonl, fill_ratios, machine_info, table
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--name", default=None, help="results file stem (default loaders-cpu / loaders-gpu)")
-    parser.add_argument("--full", action="store_true")
-    args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="avloc-bench-loaders-"))
-    load_before = os.getloadavg()[0]
-    try:
-        ctx = BenchContext(quick=not args.full, workdir=workdir)
-        records = fill_ratios(run(ctx))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    machine = machine_info()
-    stem = args.name or ("loaders-gpu" if machine["gpu"] else "loaders-cpu")
-    append_jsonl(records, args.out / f"{stem}.jsonl", machine)
-    text = table(records)
-    md = args.out / f"{stem}.md"
-    header = (f"# Loader throughput ({machine['time']})\n\n"
-              f"machine: {machine['cpu']}, {machine['cores_usable']} usable cores, GPU: {machine['gpu'] or 'none'}; "
-              f"commit {machine['commit']}; torch {machine['versions']['torch']}, "
-              f"DALI {machine['versions']['nvidia-dali-cuda120']}, webdataset {machine['versions']['webdataset']}\n\n"
-              f"Every variant uses {WORKERS} DataLoader workers / DALI threads on the same cores. Training-mode "
-              f"batches (resize, crop, flip, SpecAugment). samples/s = k batches per round / time to the k-th "
-              f"batches from the iterator's start (start-up included); latency = wait for each batch "
-              f"(p50 value, p50..p99 spread). "
-              f"1-minute load average before / after the run: {load_before:.1f} / {os.getloadavg()[0]:.1f} "
-              f"(a shared machine: absolute numbers move with the load, ratios within one run less so).\n\n")
-    goal_lines = []
-    for size in ("batch 256", "batch 64"):
-        rows = [r for r in records if r.scenario == SCENARIO and r.size == size and not r.baseline and r.ratio_to_baseline]
-        if rows:
-            best = max(rows, key=lambda r: r.ratio_to_baseline)
-            verdict = "met" if best.ratio_to_baseline >= 5 else "not met"
-            goal_lines.append(f"* {size}: fastest shard loader {best.variant}, {best.value:.0f} samples/s = "
-                              f"{best.ratio_to_baseline:.2f}x the folder loader (goal >= 5x on 2 CPU cores: {verdict})")
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text(header + text + "\n\n" + "\n".join(goal_lines) + "\n")
-    os.replace(tmp, md)
-    print(text)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,14 +14,15 @@ writing) into an empty folder.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from avloc.bench.core import BenchContext, interleave, summarize
+from avloc.bench.harness import BenchContext, summarize
+from avloc.utils.progress import log
+from avloc.utils.system import usable_cores
 
 SCENARIO = "shard"
 BASELINE_OUTPUTS = "frames/<id>.jpg (full size) + audio/<id>.wav (whole track)"
@@ -74,19 +75,16 @@ def _avloc_run(clips_dir: Path, out: Path, workers: int, decoder: str, n: int) -
 
 
 def run(ctx: BenchContext) -> list:
-    if ctx.data is not None:
-        clips_dir = Path(ctx.data)
-        size_note = f"user clips {clips_dir}"
-    else:
-        n_synth = 12 if ctx.quick else 40
-        synth = ctx.synthetic_clips(n_synth, duration=10.0, width=320, height=240)
-        clips_dir = Path(synth.clips_dir)
-        size_note = "synthetic 10 s 320x240 H.264/AAC"
+    # always synthetic clips: a user's --shards are what this scenario produces, not its input
+    n_synth = 12 if ctx.quick else 40
+    synth = ctx.synthetic_clips(n_synth, duration=10.0, width=320, height=240)
+    clips_dir = Path(synth.clips_dir)
+    size_note = "synthetic 10 s 320x240 H.264/AAC"
     clips = _clip_paths(clips_dir)
     n = len(clips)
     if n == 0:
         raise RuntimeError(f"no clips found under {clips_dir}")
-    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = usable_cores()
     work = ctx.workdir / "bench-shard"
     size = f"{n} clips, {workers} workers"
 
@@ -112,10 +110,9 @@ def run(ctx: BenchContext) -> list:
         )
     }
     rounds = 2 if ctx.quick else 5
-    ctx.log(f"[bench] shard: {n} clips ({size_note}), {workers} workers, {rounds} interleaved rounds")
+    log(f"bench: shard: {n} clips ({size_note}), {workers} workers, {rounds} interleaved rounds")
     warmup = 1
-    results = interleave(variants, rounds=rounds, warmup=warmup,
-                         on_round=lambda r, total: ctx.log(f"[bench] shard round {r}/{total}"))
+    results = ctx.interleave(variants, rounds=rounds, warmup=warmup, desc="bench shard")
     records = []
     for name, values in results.items():
         is_base = name.startswith("baseline")

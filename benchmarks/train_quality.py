@@ -1,0 +1,138 @@
+"""Training quality on synthetic clips: does a short CPU training localise the sounding object?
+
+Synthetic clips (``avloc synth``) -> shards with a val split and boxes (``run_shard``) -> a short
+training (``run_training``) -> validation AP50/AUC next to the trivial baselines (centre prior,
+whole image, untrained model) scored on the same val maps, with the curve (PNG).
+
+    python benchmarks/train_quality.py WORK --png benchmarks/results/train-quality-cpu.png
+    python benchmarks/train_quality.py --table WORK/run        # the validation table of a run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+# The recipe's values except: smaller batch and image, no ImageNet weights (no download), no visual
+# dropout (a from-scratch run of a few hundred steps) and SpecAugment masks filled with silence
+# instead of zero (with zero fill the from-scratch audio encoder collapses on these clips; see
+# benchmarks/results/train-quality-cpu.md). These are the settings of the recorded CPU run.
+QUALITY_SETS = ("batch_size=16", "image_size=128", "visual_weights=none", "visual_dropout=0", "epochs=10",
+                "warmup_epochs=3", "lr=1e-4", "num_workers=1", "loader=torch", "log_every=3", "checkpoint_every=30",
+                "val_batch_size=43", "val_at_start=true", "progress=false", "spec_mask_fill=silence")
+
+
+def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2, distractor_looks: str = "silent",
+            sets=()) -> dict:
+    """Synthetic clips -> shards (val split + boxes) -> short CPU training; returns the summary."""
+    from avloc.tools.sharding import ShardConfig, run_shard
+    from avloc.tools.synth import generate_clips
+    from avloc.training.config import build_config
+    from avloc.training.loop import run_training
+    from avloc.utils.progress import log
+
+    out = Path(out)
+    t0 = time.perf_counter()
+    # Every scene shows the sounding object plus 2-3 distractors wearing silent looks (classes
+    # outside the set), so an image matches only its own class's sound.
+    clips = generate_clips(out / "clips", n_clips, seed=seed, n_classes=n_classes, duration=4.0, width=192,
+                           height=144, workers=2, test_fraction=0.0, distractor_looks=distractor_looks)
+    shards = out / "shards"
+    run_shard(ShardConfig(clips=clips.clips_dir, out=shards, csv=clips.csv_path, boxes=clips.boxes_path,
+                          val_fraction=0.2, samples_per_shard=64, frame_size=160, workers=2, progress=False))
+    prep_s = time.perf_counter() - t0
+    cfg = build_config(None, list(QUALITY_SETS) + list(sets))
+    t1 = time.perf_counter()
+    summary = run_training(shards, out / "run", config=cfg, resume=(out / "run" / "config.yaml").exists())
+    summary["train_seconds"] = time.perf_counter() - t1
+    summary["prep_seconds"] = prep_s
+    return summary
+
+
+def plot_curves(run_dir: Path, png: Path) -> None:
+    """Training loss and validation AP50/AUC (model vs baselines) against optimiser steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from avloc.training.logs import read_metrics
+    from avloc.utils.atomic import atomic_write_with
+
+    rows = read_metrics(Path(run_dir) / "metrics.jsonl")
+    train = [r for r in rows if r["kind"] == "train"]
+    val = [r for r in rows if r["kind"] == "val"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot([r["step"] for r in train], [r["contrastive"] for r in train], label="contrastive")
+    for term in ("fns1", "tns", "fns2"):
+        ax1.plot([r["step"] for r in train], [100 * r[term] for r in train], label=f"100 x {term}", lw=0.8)
+    ax1.set_xlabel("optimiser step")
+    ax1.set_title("training loss terms")
+    ax1.legend(fontsize=8)
+    steps = [r["step"] for r in val]
+    for key, label, style in (("val_ap50", "model AP50", "-o"), ("val_auc", "model AUC", "-s"),
+                              ("baseline_centre_ap50", "centre prior AP50", "--x"),
+                              ("baseline_whole_ap50", "whole image AP50", ":+"),
+                              ("baseline_centre_auc", "centre prior AUC", "-.d"),
+                              ("val_retrieval_a2i", "audio->image top-1", "-^")):
+        if val and key in val[0]:
+            ax2.plot(steps, [r[key] for r in val], style, label=label, ms=4)
+    ax2.set_ylim(0, 1)
+    ax2.set_xlabel("optimiser step")
+    ax2.set_title("validation (held-out val split)")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write_with(png, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def quality_table(run_dir: Path) -> str:
+    """Markdown rows: per validation, the model's AP50/AUC next to the trivial baselines."""
+    from avloc.training.logs import read_metrics
+
+    rows = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r["kind"] == "val"]
+    nan = float("nan")
+    lines = ["| epoch | step | samples seen | val AP50 (cIoU>=0.5) | val AUC | mean cIoU | centre prior AP50 / AUC "
+             "| whole image AP50 / AUC | audio->image top-1 (chance) | val contrastive |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        epoch = str(r["epoch"] + 1) if r["epoch"] >= 0 else "0 (untrained)"
+        lines.append(f"| {epoch} | {r['step']} | {r['samples_seen']} | {r.get('val_ap50', nan):.3f} "
+                     f"| {r.get('val_auc', nan):.3f} | {r.get('val_mean_ciou', nan):.3f} "
+                     f"| {r.get('baseline_centre_ap50', nan):.3f} / {r.get('baseline_centre_auc', nan):.3f} "
+                     f"| {r.get('baseline_whole_ap50', nan):.3f} / {r.get('baseline_whole_auc', nan):.3f} "
+                     f"| {r.get('val_retrieval_a2i', nan):.3f} ({r.get('val_retrieval_chance', nan):.3f}) "
+                     f"| {r.get('val_contrastive', nan):.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     epilog="example: python benchmarks/train_quality.py /tmp/quality --png curve.png")
+    parser.add_argument("work", type=Path, nargs="?", help="work folder: clips, shards and the run")
+    parser.add_argument("--n-clips", "--clips", dest="n_clips", type=int, default=960)
+    parser.add_argument("--classes", type=int, default=8)
+    parser.add_argument("--distractors", choices=["silent", "class"], default="silent")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="extra training config KEY=VALUE")
+    parser.add_argument("--png", type=Path, default=None, help="write the training/validation curves here")
+    parser.add_argument("--table", type=Path, default=None, help="print the validation table of this run folder")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(quality_table(args.table))
+        if args.png:
+            plot_curves(args.table, args.png)
+        return 0
+    if args.work is None:
+        parser.error("give a work folder (or --table RUN)")
+    summary = quality(args.work, n_clips=args.n_clips, n_classes=args.classes, distractor_looks=args.distractors,
+                      sets=args.sets)
+    if args.png:
+        plot_curves(args.work / "run", args.png)
+    print(json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
