@@ -196,7 +196,9 @@ def test_train_job_carries_every_option_and_key(tmp_path):
                "num_workers": 0, "bad_sample": "skip", "spec_mask_fill": "silence", "kernel": "reference",
                "device": "cpu", "precision": "fp32", "val_split": "held", "val_every": 2, "val_batch_size": 8,
                "val_at_start": True, "select_metric": "auc", "upsample": "bilinear", "log_every": 3,
-               "checkpoint_every": 5, "nonfinite": "skip", "max_steps": 9, "tensorboard": "off", "progress": False}
+               "checkpoint_every": 5, "nonfinite": "skip", "max_steps": 9, "tensorboard": "off", "progress": False,
+               "loss_weight_scaling": "batch", "fnac_ramp_epochs": 2, "audio_controls": "silence",
+               "collapse_action": "stop"}
     defaults = TrainConfig()
     assert set(changed) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert all(getattr(defaults, k) != v for k, v in changed.items())
@@ -218,3 +220,26 @@ def test_on_off_choices_survive_yaml_booleans(tmp_path):
     assert build_config(None, ["tensorboard=on"]).tensorboard == "on"
     with pytest.raises(ConfigError, match="loader: expected a string"):
         build_config(None, ["loader=off"])
+
+
+def test_batch_scaled_weights_keep_the_recipes_balance_and_the_ramp_raises_them():
+    cfg = build_config(None, ["batch_size=16", "loss_weight_scaling=batch", "warmup_epochs=3", "fnac_ramp_epochs=2",
+                              "epochs=10"])
+    assert cfg.loss_weights == {"fns1": 6.25, "tns": 6.25, "fns2": 6.25}
+    assert [cfg.loss_weights_at(e)["tns"] for e in range(6)] == [0.0, 0.0, 0.0, 3.125, 6.25, 6.25]
+    assert cfg.collapse_risk() is None
+
+
+def test_collapse_risk_is_named_where_the_fnac_terms_can_outweigh_the_contrastive_loss():
+    # each adjacency term is at most 2/B; a collapsed model's contrastive loss is 2 ln B
+    assert build_config(None, []).collapse_risk() is None  # the recipe: 300 < 256 ln 256
+    risk = build_config(None, ["batch_size=16"]).collapse_risk()
+    assert risk is not None and "44.4" in risk and "loss_weight_scaling=batch" in risk
+    assert build_config(None, ["batch_size=64"]).collapse_risk() is not None  # 300 >= 64 ln 64 = 266
+    assert build_config(None, ["batch_size=128"]).collapse_risk() is None
+
+
+def test_audio_controls_are_checked_with_the_other_keys():
+    with pytest.raises(ConfigError) as err:
+        build_config(None, ["audio_controls=silence,loud", "collapse_action=panic"])
+    assert "audio_controls" in str(err.value) and "collapse_action" in str(err.value)

@@ -24,9 +24,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-COLLAPSE_ACTIONS = ("warn", "stop")
-
-
 def _mean_off_diagonal(x: torch.Tensor) -> float:
     n = x.shape[0]
     if n < 2:

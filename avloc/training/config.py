@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
+from avloc.audio_controls import parse_controls
 from avloc.errors import ConfigError
 from avloc.ops import IMPLS as KERNEL_CHOICES
 from avloc.utils.atomic import atomic_write_text
@@ -30,6 +32,9 @@ UPSAMPLE_CHOICES = ("bicubic", "bilinear")  # avloc.metrics.UPSAMPLE_MODES
 TENSORBOARD_CHOICES = ("auto", "on", "off")
 BAD_SAMPLE_CHOICES = ("error", "skip")
 SPEC_MASK_FILL_CHOICES = ("zero", "silence")  # the keys of avloc.data.augment.SPEC_MASK_FILLS (kept torch-free)
+LOSS_WEIGHT_SCALING_CHOICES = ("fixed", "batch")
+COLLAPSE_ACTIONS = ("warn", "stop")
+RECIPE_BATCH = 256  # the published recipe's batch (METHOD.md §4): its loss weights are balanced for it
 
 # Fields that may differ between a run and its --resume (they do not change what is learned).
 RESUME_MUTABLE = frozenset({"epochs", "log_every", "checkpoint_every", "num_workers", "progress", "tensorboard",
@@ -58,6 +63,11 @@ class TrainConfig:
     fns1_weight: float = _key(100.0, "weight of the FNS1 term (audio adjacency vs pair logits)")
     tns_weight: float = _key(100.0, "weight of the TNS term (audio adjacency vs foreground adjacency)")
     fns2_weight: float = _key(100.0, "weight of the FNS2 term (image adjacency vs pair logits)")
+    loss_weight_scaling: str = _key("fixed", "fixed: the FNAC weights as given | batch: times batch_size / 256 "
+                                             "(the recipe's batch), keeping the recipe's balance with the "
+                                             "contrastive loss at any batch size")
+    fnac_ramp_epochs: int = _key(0, "after the warm-up, raise the FNAC weights linearly to full over these "
+                                    "epochs (0 = at once)")
     global_negatives: bool = _key(False, "all-gather embeddings so negatives span the global batch")
     # model (METHOD.md §2)
     dim: int = _key(512, "embedding size")
@@ -82,6 +92,9 @@ class TrainConfig:
     val_at_start: bool = _key(False, "also score the untrained model (a reference row, never selected)")
     select_metric: str = _key("auto", "best.pt metric (auto = ap50 when the val split has boxes, else retrieval)")
     upsample: str = _key("bicubic", "heat map upsampling for validation AP50/AUC")
+    audio_controls: str = _key("silence,shuffled", "validation rows with the audio replaced: silence, shuffled "
+                                                   "(another class's audio), or none")
+    collapse_action: str = _key("warn", "when the embeddings collapse after learning: warn, or stop the run")
     # bookkeeping
     log_every: int = _key(10, "optimiser steps between metrics.jsonl rows")
     checkpoint_every: int = _key(200, "optimiser steps between latest.pt writes (also at every epoch end)")
@@ -95,7 +108,32 @@ class TrainConfig:
 
     @property
     def loss_weights(self) -> dict:
-        return {"fns1": self.fns1_weight, "tns": self.tns_weight, "fns2": self.fns2_weight}
+        """The FNAC weights at full strength (after scaling with the batch when asked)."""
+        scale = self.batch_size / RECIPE_BATCH if self.loss_weight_scaling == "batch" else 1.0
+        return {"fns1": self.fns1_weight * scale, "tns": self.tns_weight * scale, "fns2": self.fns2_weight * scale}
+
+    def loss_weights_at(self, epoch: int) -> dict:
+        """The FNAC weights in force during ``epoch`` (0 during the warm-up, ramped after it)."""
+        if epoch < self.warmup_epochs:
+            return dict.fromkeys(self.loss_weights, 0.0)
+        ramp = 1.0 if not self.fnac_ramp_epochs else min(1.0, (epoch - self.warmup_epochs + 1) / self.fnac_ramp_epochs)
+        return {name: weight * ramp for name, weight in self.loss_weights.items()}
+
+    def collapse_risk(self) -> Optional[str]:
+        """A warning when the FNAC terms can outweigh the contrastive loss at this batch size.
+
+        Each adjacency term is a mean of |p - q| over B x B entries of two row-softmaxes, so it is at
+        most 2 / B, while a collapsed model's contrastive loss is 2 ln B. When the weights' sum reaches
+        B ln B, identical embeddings (contrastive at chance, every adjacency term 0) can cost less than
+        a model that tells clips apart: the run may collapse (METHOD.md §3).
+        """
+        total = sum(self.loss_weights.values())
+        b = self.batch_size
+        if total <= 0 or total < b * math.log(b):
+            return None
+        return (f"the FNAC weights sum to {total:g}, at least B ln B = {b * math.log(b):.1f} for batch {b}: the "
+                f"adjacency terms can outweigh the contrastive loss and the run may collapse; the recipe's "
+                f"balance at this batch is loss_weight_scaling=batch (weights x {b}/{RECIPE_BATCH})")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -103,11 +141,12 @@ _CHOICES = {
     "loader": LOADER_CHOICES, "kernel": KERNEL_CHOICES, "device": DEVICE_CHOICES, "precision": PRECISION_CHOICES,
     "batchnorm": BATCHNORM_CHOICES, "nonfinite": NONFINITE_CHOICES, "select_metric": SELECT_CHOICES,
     "upsample": UPSAMPLE_CHOICES, "tensorboard": TENSORBOARD_CHOICES, "bad_sample": BAD_SAMPLE_CHOICES,
-    "spec_mask_fill": SPEC_MASK_FILL_CHOICES,
+    "spec_mask_fill": SPEC_MASK_FILL_CHOICES, "loss_weight_scaling": LOSS_WEIGHT_SCALING_CHOICES,
+    "collapse_action": COLLAPSE_ACTIONS,
 }
 _POSITIVE = ("batch_size", "lr", "epochs", "tau", "dim", "image_size", "val_batch_size", "log_every",
              "checkpoint_every")
-_NON_NEGATIVE = ("weight_decay", "warmup_epochs", "fns1_weight", "tns_weight", "fns2_weight", "num_workers",
+_NON_NEGATIVE = ("weight_decay", "warmup_epochs", "fnac_ramp_epochs", "fns1_weight", "tns_weight", "fns2_weight", "num_workers",
                  "val_every", "max_steps", "seed")
 
 
@@ -219,6 +258,10 @@ def validate(cfg: TrainConfig) -> list:
         problems.append(f"image_size: must be >= 32 (ResNet-18 downsamples by 32), got {cfg.image_size}")
     if cfg.batch_size < 2:
         problems.append(f"batch_size: contrastive learning needs >= 2 clips per batch, got {cfg.batch_size}")
+    try:
+        parse_controls(cfg.audio_controls)
+    except ValueError as exc:
+        problems.append(f"audio_controls: {exc}")
     if cfg.device == "cpu" and cfg.precision in ("bf16", "fp16"):
         problems.append(f"precision: {cfg.precision} autocast is for CUDA; use fp32 or auto on cpu")
     if cfg.device == "cpu" and cfg.batchnorm == "sync":

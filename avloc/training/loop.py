@@ -16,7 +16,8 @@ from typing import Optional
 import torch
 
 from avloc.checkpoint import save_checkpoint
-from avloc.errors import InputError
+from avloc.audio_controls import parse_controls
+from avloc.errors import AvlocError, InputError
 from avloc.losses import LOSS_TERMS
 from avloc.training import distributed as dist_util
 from avloc.training import resume as resume_state
@@ -25,9 +26,14 @@ from avloc.training.logs import MetricsLog, format_terms
 from avloc.training.trainer import NonFiniteLoss, Trainer
 from avloc.training.validation import METRIC_KEYS, is_better, run_validation, selection_key, selection_metric
 from avloc.utils.atomic import remove_stale_temps
-from avloc.utils.progress import Progress
+from avloc.training.collapse import CollapseMonitor
+from avloc.utils.progress import Progress, warn
 
 NO_BEST = {"metric": None, "value": None, "key": None, "step": None, "epoch": None}
+
+
+class TrainingCollapsed(AvlocError):
+    """The embeddings collapsed after the run had learned, and collapse_action is 'stop'."""
 
 
 class TrainingRun:
@@ -45,6 +51,7 @@ class TrainingRun:
         self.loader_state = loader_state  # this rank's position inside ``epoch`` (None = epoch start)
         self.metrics = metrics  # rank 0 only
         self.stop_reason: Optional[str] = None
+        self.collapse = CollapseMonitor()
 
     @classmethod
     def start(cls, trainer: Trainer, run_dir, *, resume: bool = False) -> "TrainingRun":
@@ -133,6 +140,9 @@ class TrainingRun:
                     f"image {cfg.image_size}, SpecAugment fill {info['spec_mask_fill']}, "
                     f"{info['train_samples']} train samples, {info['steps_per_epoch']} steps/epoch, "
                     f"tensorboard {info['tensorboard']}")
+        risk = cfg.collapse_risk()
+        if risk and trainer.dist.is_main:
+            warn(risk)
         if cfg.val_every:
             trainer.say(f"validation every {cfg.val_every} epoch(s) on split '{cfg.val_split}'; best.pt selected on "
                         + (f"val {cfg.select_metric}" if cfg.select_metric != "auto"
@@ -171,9 +181,9 @@ class TrainingRun:
                         f"{self.best['value']} at step {self.best['step']} ({summary['stop_reason']})")
         return summary
 
-    def _step(self, batch: dict, epoch: int) -> Optional[dict]:
+    def _step(self, batch: dict, epoch: int, probe: bool = False) -> Optional[dict]:
         try:
-            values = self.trainer.train_step(batch, epoch)
+            values = self.trainer.train_step(batch, epoch, probe)
         except NonFiniteLoss as exc:
             raise NonFiniteLoss(f"{exc}; the last good state is in {self.latest} "
                                 "(set nonfinite=skip to skip such steps)") from None
@@ -199,7 +209,7 @@ class TrainingRun:
             except StopIteration:
                 break
             window.wait += time.perf_counter() - t_wait
-            values = self._step(batch, epoch)
+            values = self._step(batch, epoch, probe=(trainer.step + 1) % cfg.log_every == 0)
             global_batch = trainer.local_batch * trainer.dist.world_size
             trainer.samples_seen += global_batch
             window.add(global_batch, values)
@@ -208,6 +218,8 @@ class TrainingRun:
             if values is not None and (trainer.step % cfg.log_every == 0 or consumed == steps_per_epoch):
                 shown = self._log_window(window, epoch, consumed)
             progress.update(1, **shown)
+            if values is not None and trainer.last_probe is not None:
+                self._check_collapse(values, epoch)
             if values is not None and trainer.step % cfg.checkpoint_every == 0:
                 self.save_latest(epoch=epoch, epoch_done=False)
             if cfg.max_steps and trainer.step >= cfg.max_steps:
@@ -215,6 +227,25 @@ class TrainingRun:
                 self.save_latest(epoch=epoch, epoch_done=False)
                 return False
         return True
+
+    def _check_collapse(self, values: dict, epoch: int) -> None:
+        """Feed the collapse monitor this step's probe; warn once, or stop the run (collapse_action)."""
+        trainer, probe = self.trainer, self.trainer.last_probe
+        event = self.collapse.update(trainer.step, values["contrastive"], probe["batch_size"], probe["spread"],
+                                     probe["grads"])
+        self.metrics_write("probe", step=trainer.step, epoch=epoch, contrastive=values["contrastive"],
+                           **{k: v for k, v in probe["spread"].items()},
+                           **{f"grad_{k}": v for k, v in probe["grads"].items()})
+        if event is not None:
+            self.metrics_write("collapse", step=trainer.step, epoch=epoch, onset_step=event.onset_step,
+                               driving_term=event.driving_term, gradient_norms=event.gradient_norms,
+                               message=event.message())
+            warn(event.message())
+        stop = self.cfg.collapse_action == "stop" and event is not None
+        if dist_util.any_rank(stop, trainer.dist, trainer.device):
+            self.save_latest(epoch=epoch, epoch_done=False)
+            raise TrainingCollapsed((event.message() if event else "training collapsed on another rank")
+                                    + f"; stopped (collapse_action=stop), the state is in {self.latest}")
 
     def _log_window(self, window: "Window", epoch: int, step_in_epoch: int) -> dict:
         """Write the window's metrics row; returns what the status line shows."""
@@ -236,7 +267,8 @@ class TrainingRun:
         with torch.random.fork_rng(devices=[]):  # validating never shifts the training random stream
             result = run_validation(trainer.model, trainer.val_loader, device=trainer.device, tau=cfg.tau,
                                     fg_threshold=cfg.fg_threshold, loss_weights=cfg.loss_weights,
-                                    upsample=cfg.upsample, autocast=trainer.autocast, impl=trainer.kernel)
+                                    upsample=cfg.upsample, autocast=trainer.autocast, impl=trainer.kernel,
+                                    audio_controls=parse_controls(cfg.audio_controls))
         metric = selection_metric(cfg.select_metric, result)
         value = result.get(METRIC_KEYS[metric])
         key = selection_key(metric, result)
@@ -246,11 +278,13 @@ class TrainingRun:
             self.save_best(epoch, result)
         self.metrics_write("val", step=trainer.step, epoch=epoch, samples_seen=trainer.samples_seen,
                            selection_metric=metric, improved=improved, seconds=time.perf_counter() - t0, **result)
-        shown = {k: v for k, v in result.items() if k.startswith(("val_ap50", "baseline_", "val_auc",
-                                                                 "val_retrieval_a2i", "val_loss"))}
+        shown = {k: v for k, v in result.items() if k.endswith("_ap50") or k in ("val_auc", "val_retrieval_a2i",
+                                                                               "val_loss", "val_audio_cos")}
         when = f"after epoch {epoch + 1}" if epoch >= 0 else "before training (untrained model, reference only)"
         trainer.say(f"validation {when}: " + format_terms(shown)
                     + (f" -> best.pt ({metric} {value:.4g})" if improved else ""))
+        if result.get("val_uses_sound") is False and epoch >= 0:
+            warn(f"validation after epoch {epoch + 1}: {result['val_audio_verdict']}")
 
     def _end_epoch(self, epoch: int) -> None:
         cfg = self.cfg

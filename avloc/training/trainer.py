@@ -21,6 +21,7 @@ from avloc.errors import AvlocError, InputError
 from avloc.losses import LOSS_TERMS, fnac_losses
 from avloc.training import distributed as dist_util
 from avloc.training import resume as resume_state
+from avloc.training.collapse import embedding_spread, term_gradient_norms
 from avloc.training.config import TrainConfig
 from avloc.utils.progress import log
 from avloc.utils.system import first_line, resolve_device
@@ -102,6 +103,7 @@ class Trainer:
     samples_seen: int = 0  # training samples consumed (global, all ranks)
     skipped_steps: int = 0
     last_skip: Optional[str] = None  # what made the last skipped step non-finite
+    last_probe: Optional[dict] = None  # embedding spread and term gradient norms of the last probed step
 
     @classmethod
     def build(cls, cfg: TrainConfig, shards, *, build_loaders: bool = True) -> "Trainer":
@@ -158,8 +160,11 @@ class Trainer:
         return nullcontext()
 
     # ------------------------------------------------------------------ one step
-    def forward_losses(self, batch: dict, epoch: int) -> tuple:
-        """(total loss, {term: tensor}) for this rank's batch; total is what backward() is called on."""
+    def forward_losses(self, batch: dict, epoch: int, probe: bool = False) -> tuple:
+        """(total loss, {term: tensor}) for this rank's batch; total is what backward() is called on.
+
+        ``probe``: also measure the embeddings' spread and each weighted term's gradient norm on
+        them (``last_probe``, for the collapse monitor)."""
         cfg = self.cfg
         image = batch["image"].to(self.device, non_blocking=True)
         spec = batch["spec"].to(self.device, non_blocking=True)
@@ -175,19 +180,25 @@ class Trainer:
         out = fnac_losses(visual, audio, tau=cfg.tau, fg_threshold=cfg.fg_threshold, impl=self.kernel, **extra)
         terms = {name: out[name] for name in LOSS_TERMS}
         total = terms["contrastive"]
+        weights = cfg.loss_weights_at(epoch)
         if epoch >= cfg.warmup_epochs:
-            for name, weight in cfg.loss_weights.items():
+            for name, weight in weights.items():
                 total = total + weight * terms[name]
+        if probe:
+            self.last_probe = {"spread": embedding_spread(visual, audio), "batch_size": visual.shape[0],
+                               "grads": term_gradient_norms(terms, weights, (visual, audio)),
+                               "weights": weights}
         return total, terms
 
-    def train_step(self, batch: dict, epoch: int) -> Optional[dict]:
+    def train_step(self, batch: dict, epoch: int, probe: bool = False) -> Optional[dict]:
         """One optimiser step; returns the loss values, or None when a non-finite step was skipped
         (``last_skip`` then says why)."""
         set_train_mode(self.ddp, self.cfg.batchnorm)
         self.optimizer.zero_grad(set_to_none=True)
         # a skipped step must leave no trace: the forward pass already moved BatchNorm's running statistics
         saved_buffers = ([b.detach().clone() for b in self.model.buffers()] if self.cfg.nonfinite == "skip" else None)
-        total, terms = self.forward_losses(batch, epoch)
+        self.last_probe = None
+        total, terms = self.forward_losses(batch, epoch, probe)
         values = {name: float(t.detach()) for name, t in terms.items()}
         values["loss"] = float(total.detach())
         bad = [name for name, v in values.items() if not math.isfinite(v)]
