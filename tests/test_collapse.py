@@ -113,3 +113,30 @@ def test_term_gradient_norms_weight_each_term_and_skip_zero_weights():
     assert hundred["fns1"] == pytest.approx(100 * one["fns1"], rel=1e-4)
     assert hundred["contrastive"] == pytest.approx(one["contrastive"], rel=1e-6)
     assert math.isfinite(one["fns2"]) and one["fns2"] > 0
+
+
+def test_validation_rows_fall_when_the_audio_is_silenced_or_shuffled():
+    """A constructed model that localises the sound: its map follows the audio's class, so the
+    real row scores and the silence and other-class rows do not."""
+    from avloc.training.validation import _Collected, _localisation_rows
+
+    got = _Collected()
+    n_classes, h, w = 4, 8, 8
+    for i in range(8):
+        cls = i % n_classes
+        visual = torch.ones(n_classes, h, w)  # everything else looks like the other classes
+        visual[cls] = 0.0
+        visual[:, :, : w // 2] = 0.0
+        visual[cls, :, : w // 2] = 1.0  # the sounding object: the left half
+        got.visual.append(visual)
+        got.audio.append(F.one_hot(torch.tensor(cls), n_classes).float())
+        got.labels.append(cls)
+        gt = torch.zeros(224, 224)
+        gt[:, :112] = 1.0
+        got.gts.append(gt)
+    got.silence = torch.zeros(n_classes)  # silence matches nothing: a flat map
+    rows = _localisation_rows(got, "bicubic", ("silence", "shuffled"))
+    assert rows["val_ap50"] == 1.0
+    assert rows["val_shuffled_ap50"] == 0.0
+    assert rows["val_silence_ap50"] <= rows["baseline_whole_ap50"] + 1e-9
+    assert rows["val_uses_sound"] is True and "keeps" in rows["val_audio_verdict"]

@@ -83,6 +83,17 @@ def test_run_folder_metrics_and_validation_selection(full_run):
         assert r["val_boxes"] == 3 and r["val_samples"] == 6
         assert {"val_ap50", "val_auc", "baseline_centre_ap50", "baseline_whole_ap50", "val_retrieval_a2i"} <= set(r)
         assert r["selection_metric"] == "ap50"
+        # the same items with the audio replaced, and the spread of the val embeddings
+        assert {"val_silence_ap50", "val_shuffled_ap50", "val_audio_cos", "val_visual_cos"} <= set(r)
+        assert -1.0 <= r["val_audio_cos"] <= 1.0
+        if r["val_ap50"] > 0:
+            assert isinstance(r["val_uses_sound"], bool) and "keep" in r["val_audio_verdict"]
+
+    # the collapse monitor's probe every log_every (1) steps: spread and weighted gradient norms per term
+    probes = rows(run_dir, "probe")
+    assert [p["step"] for p in probes] == list(range(1, 13))
+    assert all("grad_fns1" not in p for p in probes[:4]) and all(p["grad_fns1"] > 0 for p in probes[4:])
+    assert all(0.0 <= p["retrieval_a2i"] <= 1.0 and "audio_cos" in p for p in probes)
 
     best = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
     improved = [r for r in val if r["improved"]]
