@@ -50,31 +50,38 @@ def parse_controls(text: str) -> tuple:
     return tuple(dict.fromkeys(names))
 
 
-def shuffled_partners(n: int, labels: Optional[Sequence] = None, seed: int = CONTROL_SEED) -> np.ndarray:
-    """For each of ``n`` items, the index of the item whose audio replaces its own.
+def shuffled_partners(n: int, labels: Optional[Sequence] = None, groups: Optional[Sequence] = None,
+                      seed: int = CONTROL_SEED) -> np.ndarray:
+    """For each of ``n`` items (in scoring order), the index of the item whose audio replaces its own.
 
-    With ``labels`` (None entries mean unknown), a partner of a different known class when one
-    exists; otherwise any other item. Deterministic for a given (n, labels, seed); with n == 1
-    the item keeps its own audio (nothing else exists).
+    A partner has a different known class when classes are known (``labels``, None = unknown) and
+    belongs to another clip (``groups``, e.g. the clip id of a benchmark's frames). It is drawn
+    with a fixed seed from the EARLIER items when one qualifies, so a streaming scorer already has
+    its audio; the first items fall back to later ones. Deterministic for given inputs; with no
+    qualifying item at all, any other item; with n == 1 the item keeps its own audio.
     """
     rng = np.random.default_rng(seed)
     if n <= 1:
         return np.zeros(n, dtype=np.int64)
+    labels = list(labels) if labels is not None else [None] * n
+    groups = list(groups) if groups is not None else list(range(n))
+    if len(labels) != n or len(groups) != n:
+        raise ValueError(f"{len(labels)} labels and {len(groups)} groups for {n} items")
+    codes: dict = {}
+    label_code = np.array([-1 if lab is None else codes.setdefault(str(lab), len(codes)) for lab in labels])
+    group_codes: dict = {}
+    group_code = np.array([group_codes.setdefault(str(g), len(group_codes)) for g in groups])
     idx = np.arange(n)
     partners = np.empty(n, dtype=np.int64)
-    labels = list(labels) if labels is not None else [None] * n
-    if len(labels) != n:
-        raise ValueError(f"{len(labels)} labels for {n} items")
-    codes: dict = {}
-    by_label = np.array([-1 if lab is None else codes.setdefault(str(lab), len(codes)) for lab in labels])
     for i in range(n):
-        if labels[i] is not None:
-            pool = idx[(by_label != by_label[i]) & (by_label != -1)]
-            if len(pool):
-                partners[i] = rng.choice(pool)
-                continue
-        pool = idx[idx != i]
-        partners[i] = rng.choice(pool)
+        ok = group_code != group_code[i]
+        if label_code[i] >= 0:
+            other_class = ok & (label_code != label_code[i]) & (label_code >= 0)
+            ok = other_class if other_class.any() else ok
+        if not ok.any():
+            ok = idx != i
+        earlier = ok & (idx < i)
+        partners[i] = rng.choice(idx[earlier] if earlier.any() else idx[ok])
     return partners
 
 

@@ -27,6 +27,16 @@ def test_partners_have_another_class_and_are_seeded():
     assert not np.array_equal(p, shuffled_partners(len(labels), labels, seed=4))
 
 
+def test_partners_come_from_earlier_items_and_other_clips():
+    labels = ["a", "b", "a", "b", "c", "a", "c", "b"]
+    clips = ["x", "y", "z", "y", "w", "x", "v", "u"]
+    p = shuffled_partners(8, labels, clips, seed=1)
+    for i, j in enumerate(p):
+        assert labels[j] != labels[i] and clips[j] != clips[i]
+        if i >= 2:  # from the second class on, an earlier item of another class exists
+            assert j < i
+
+
 def test_partners_without_classes_or_with_one_class_are_other_items():
     for labels in (None, ["x"] * 6, [None, "a", None, "a", None, "a"]):
         p = shuffled_partners(6, labels)

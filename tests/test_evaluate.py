@@ -160,8 +160,10 @@ def test_cli_vggss_with_missing_media_and_defective_box(vggss_root, checkpoint, 
     assert "expected 5" in output and "found 4" in output and "audio 1" in output
     assert "unreadable: frame 1" in output
     assert "placeholder 1" in output and "empty GT maps scored 1" in output
-    for method in ("model", "baseline: centre gaussian", "baseline: centre box", "baseline: whole image"):
+    for method in ("model", "model, silent audio", "model, other-class audio", "baseline: centre gaussian",
+                   "baseline: centre box", "baseline: whole image"):
         assert f"| {method} |" in output
+    assert "audio controls:" in output
     results = json.loads((out / "results.json").read_text())
     assert results["upsample"] == "bicubic" and results["protocol"]["threshold"].startswith("median")
     assert results["counts"]["scored"] == 3 and results["counts"]["missing_by_modality"]["audio"] == 1
@@ -172,6 +174,9 @@ def test_cli_vggss_with_missing_media_and_defective_box(vggss_root, checkpoint, 
     assert table["empty_gt"][row] and table["ciou"][row] == 0.0 and "placeholder" in table["gt_defects"][row]
     assert all(0 <= c <= 1 for c in table["ciou"])
     assert all(a >= 0.5 for a in table["pred_area"])  # the median threshold predicts at least half
+    assert all(0 <= c <= 1 for c in table["ciou_silence"] + table["ciou_shuffled"])
+    controls = results["audio_controls"]
+    assert set(controls["controls"]) == {"silence", "shuffled"} and "uses_sound" in controls
     assert (out / "summary.png").stat().st_size > 0
     assert len(list((out / "overlays").glob("*.png"))) == 2
 
@@ -345,3 +350,32 @@ def test_baselines_score_the_same_through_the_metric_api():
         for name in BASELINES:
             via_api = metrics.localization_scores(baseline_batch(name, 4), gts, upsample=upsample)["per_sample"]
             assert np.array_equal(via_api, by_mask[name]), (upsample, name)
+
+
+def test_audio_controls_score_the_same_items_and_can_be_turned_off(vggss_root, checkpoint, tiny_model):
+    """Silence row = the model's maps with the embedding of digital silence; 'none' drops the rows."""
+    from avloc.audio_controls import silence_like
+    from avloc.evaluation import media
+
+    common = dict(benchmark="vggss", data_root=vggss_root.root, checkpoint=checkpoint, device="cpu",
+                  progress=False, write_reports=False, compute_chunk=2)
+    with_controls = evaluate(EvaluateOptions(**common))
+    without = evaluate(EvaluateOptions(**common, audio_controls="none"))
+    assert [r["method"] for r in without["rows"]] == [r["method"] for r in with_controls["rows"]
+                                                      if "audio" not in r["method"]]
+    assert without["audio_controls"] is None
+    per = with_controls["_per_sample"]
+    assert np.array_equal(per["ciou"], without["_per_sample"]["ciou"])  # the real row is untouched
+    # recompute the silence row by hand for every item
+    items = {it["id"]: it for it in vggss_root.items}
+    with torch.no_grad():
+        for i, item_id in enumerate(per["id"]):
+            image = media.load_frame(vggss_root.root / "frames" / f"{item_id}.jpg")[None]
+            spec = media.load_spec(vggss_root.root / "audio" / f"{item_id}.wav", None, False)[None]
+            visual = tiny_model.visual(image)
+            silent = tiny_model.audio(silence_like(spec))
+            raw = torch.einsum("nchw,nc->nhw", visual, silent)
+            gt = torch.from_numpy(metrics.gt_map_from_boxes(items[item_id]["bbox"]))[None]
+            assert metrics.per_sample_cious(raw, gt)[0] == pytest.approx(per["ciou_silence"][i], abs=1e-6)
+    with pytest.raises(ConfigError, match="audio-control"):
+        EvaluateOptions(**common, audio_controls="silence,noise").checked()

@@ -42,10 +42,13 @@ from avloc.metrics import UPSAMPLE_MODES
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--compute-chunk", type=click.IntRange(min=1), default=COMPUTE_CHUNK, hidden=True,
               help="Samples per network call (padded); keep the default for comparable runs.")
+@click.option("--audio-control", "audio_controls", default="silence,shuffled", show_default=True,
+              help="Rows scored again with the audio replaced: silence, shuffled (another class's audio), "
+                   "comma-separated, or none.")
 @click.option("--no-progress", is_flag=True,
               help="No progress bar (and no progress lines when stderr is not a terminal).")
 def command(benchmark, data_root, checkpoint, out, upsample, batch_size, workers, ogl, ogl_weights, overlays,
-            whole_clip_audio, annotations, test_list, limit, device, compute_chunk, no_progress):
+            whole_clip_audio, annotations, test_list, limit, device, compute_chunk, audio_controls, no_progress):
     """Score a checkpoint with the exact published protocol, beside trivial baselines on the same items.
 
     \b
@@ -60,7 +63,8 @@ def command(benchmark, data_root, checkpoint, out, upsample, batch_size, workers
                               out=out or Path(f"eval-{benchmark}"), upsample=upsample, batch_size=batch_size,
                               workers=workers, device=device, ogl=ogl, ogl_weights=ogl_weights, overlays=overlays,
                               whole_clip_audio=whole_clip_audio, annotations=annotations, test_list=test_list,
-                              limit=limit, compute_chunk=compute_chunk, progress=not no_progress).checked()
+                              limit=limit, compute_chunk=compute_chunk, audio_controls=audio_controls,
+                              progress=not no_progress).checked()
     results = evaluate(options)
     click.echo(format_counts(results))
     click.echo("")

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import List, Optional
 
+from avloc.audio_controls import parse_controls
 from avloc.evaluation.benchmarks import BENCHMARK_CHOICES
 from avloc.metrics import UPSAMPLE_MODES
 from avloc.utils.options import CommandOptions, choice_problem, range_problem
@@ -44,6 +45,7 @@ class EvaluateOptions(CommandOptions):
     compute_chunk: int = COMPUTE_CHUNK
     progress: bool = True
     write_reports: bool = True
+    audio_controls: str = "silence,shuffled"  # rows with the audio replaced (avloc.audio_controls); "none"
 
     def __post_init__(self):
         for name in _PATH_FIELDS:  # accept str paths from notebooks
@@ -63,6 +65,10 @@ class EvaluateOptions(CommandOptions):
                                  ("--overlays", self.overlays, 0), ("--limit", self.limit, 1),
                                  ("--compute-chunk", self.compute_chunk, 1)):
             found += range_problem(name, value, low)
+        try:
+            parse_controls(self.audio_controls)
+        except ValueError as exc:
+            found.append(f"--audio-control: {exc}")
         if not self.data_root.is_dir():
             found.append(f"--data-root {self.data_root} is not a directory")
         if not self.checkpoint.is_file():

@@ -48,6 +48,8 @@ def format_table(results: dict) -> str:
              "| method | cIoU (AP50) x100 | AUC x100 | mean cIoU | n |", "|---|---|---|---|---|"]
     for r in results["rows"]:
         lines.append(f"| {r['method']} | {r['ciou_x100']:.2f} | {r['auc_x100']:.2f} | {r['mean_ciou']:.4f} | {r['n']} |")
+    if results.get("audio_controls"):
+        lines.append(f"audio controls: {results['audio_controls']['verdict']}")
     return "\n".join(lines)
 
 

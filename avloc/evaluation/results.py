@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from avloc import metrics
+from avloc.audio_controls import verdict
 from avloc.evaluation.baselines import PROTOCOL_NOTE as BASELINES_NOTE
 from avloc.evaluation.benchmarks import FULL_SET_SIZES
 from avloc.evaluation.items import BenchmarkSet
@@ -22,6 +23,9 @@ RESULTS_SCHEMA = "avloc-evaluate/1"
 LISTED_IDS = 50  # ids kept per list in results.json (counts are complete)
 FRAME_NOTE = "resized to exactly 224x224 (bicubic, aspect not kept), ImageNet normalisation"
 HEAT_MAP_NOTE = "<V[:, p], a> per position (eval mode), no temperature"
+CONTROL_LABELS = {"silence": "silent audio", "shuffled": "other-class audio"}
+CONTROLS_NOTE = ("each item scored again with its audio replaced: by digital silence; by the audio of another "
+                 "item of a different class and clip (seeded, from earlier items where possible)")
 OGL_NOTE = "minmax(0.4 * AV + 0.6 * OBJ), OBJ = ImageNet ResNet-18 layer4 mean |.|, bilinear align_corners=True"
 
 
@@ -29,6 +33,10 @@ def summary_rows(scores: Scores) -> list:
     """One row per method: AP50 ("ciou"), AUC, mean cIoU and n, plus the x100 columns."""
     done = scores.done
     rows = [{"method": "model", "column": "ciou", **metrics.summarise_cious(scores.ciou[done])}]
+    for name, values in scores.controls.items():
+        scored = done & ~np.isnan(values)
+        rows.append({"method": f"model, {CONTROL_LABELS[name]}", "column": f"ciou_{name}",
+                     **metrics.summarise_cious(values[scored])})
     if scores.ogl is not None:
         rows.append({"method": "model + OGL (alpha 0.4)", "column": "ciou_ogl",
                      **metrics.summarise_cious(scores.ogl[done])})
@@ -77,7 +85,20 @@ def per_sample_table(items: list, scores: Scores) -> dict:
     }
     if scores.ogl is not None:
         table["ciou_ogl"] = scores.ogl[idx]
+    for name, values in scores.controls.items():
+        table[f"ciou_{name}"] = values[idx]
     return table
+
+
+def audio_control_summary(rows: list) -> Optional[dict]:
+    """The model's AP50 beside its audio-control rows, and the verdict on whether it uses the sound."""
+    by_column = {row["column"]: row for row in rows}
+    controls = {name: by_column[f"ciou_{name}"]["ciou"] for name in CONTROL_LABELS if f"ciou_{name}" in by_column}
+    if not controls:
+        return None
+    judged = verdict(by_column["ciou"]["ciou"], controls)
+    return {"ap50": by_column["ciou"]["ciou"], "controls": controls, "kept": judged["kept"],
+            "uses_sound": judged["uses_sound"], "verdict": judged["message"], "note": CONTROLS_NOTE}
 
 
 def protocol(bench: BenchmarkSet, upsample: str, ogl: bool) -> dict:
@@ -91,6 +112,7 @@ def assemble_results(bench: BenchmarkSet, items: list, scores: Scores, *, data_r
                      compute_chunk: int) -> dict:
     """The results dict; ``results["_per_sample"]`` is the per-sample table (not written to JSON)."""
     empty_gt = empty_gt_ids(items, scores)
+    rows = summary_rows(scores)
     counts = result_counts(bench, scores, limit, len(empty_gt))
     elapsed = scores.seconds
     results = {
@@ -109,7 +131,8 @@ def assemble_results(bench: BenchmarkSet, items: list, scores: Scores, *, data_r
         "unreadable": {m: v[:LISTED_IDS] for m, v in scores.unreadable.items()},
         "defective_gt_ids": dict(list(bench.defective_items.items())[:LISTED_IDS]),
         "empty_gt_ids": empty_gt[:LISTED_IDS],
-        "rows": summary_rows(scores),
+        "rows": rows,
+        "audio_controls": audio_control_summary(rows),
         "device": str(device),
         "batch_size": batch_size,
         "compute_chunk": compute_chunk,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from avloc.audio_controls import parse_controls
 from avloc.errors import InputError
 from avloc.evaluation.options import EvaluateOptions
 from avloc.utils.system import first_line, resolve_device
@@ -48,7 +49,7 @@ def evaluate(options: EvaluateOptions) -> dict:
     batches = item_batches(items, options.batch_size, options.workers)
     scores = score_items(items, batches, model, device, upsample=options.upsample,
                          compute_chunk=options.compute_chunk, saliency=saliency, progress=options.progress,
-                         benchmark=bench.benchmark)
+                         benchmark=bench.benchmark, audio_controls=parse_controls(options.audio_controls))
     results = assemble_results(bench, items, scores, data_root=options.data_root, checkpoint=options.checkpoint,
                                model_info=model_info, upsample=options.upsample, limit=options.limit,
                                device=device, batch_size=options.batch_size, compute_chunk=options.compute_chunk)

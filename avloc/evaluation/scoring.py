@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from avloc import metrics
+from avloc.audio_controls import AUDIO_CONTROLS, shuffled_partners, silence_like
 from avloc.errors import InputError
 from avloc.evaluation.baselines import baseline_cious, baseline_masks
 from avloc.evaluation.items import MODALITIES
@@ -50,9 +51,77 @@ def _audio_embeddings(model, specs: list, device, chunk: int) -> torch.Tensor:
 @torch.no_grad()
 def model_heatmaps(model, images: torch.Tensor, specs: list, device, chunk: int = COMPUTE_CHUNK) -> torch.Tensor:
     """Raw localisation maps <V[n, :, p], a[n]> as [B, h, w] float32 on the CPU."""
-    visual = _chunked(model.visual, images.to(device), chunk)
-    audio = _audio_embeddings(model, specs, device, chunk)
-    return torch.einsum("nchw,nc->nhw", visual, audio).float().cpu()
+    return model_features(model, images, specs, device, chunk)[2]
+
+
+@torch.no_grad()
+def model_features(model, images: torch.Tensor, specs: list, device, chunk: int = COMPUTE_CHUNK) -> tuple:
+    """(visual maps [B, D, h, w], audio embeddings [B, D], raw heat maps [B, h, w]), float32 on the CPU."""
+    visual = _chunked(model.visual, images.to(device), chunk).float().cpu()
+    audio = _audio_embeddings(model, specs, device, chunk).float().cpu()
+    return visual, audio, torch.einsum("nchw,nc->nhw", visual, audio)
+
+
+def _cious_of_maps(raw: torch.Tensor, gt: torch.Tensor, upsample: str) -> np.ndarray:
+    return metrics.ciou_from_masks(metrics.threshold_masks(metrics.minmax_normalise(metrics.upsample_maps(raw, upsample))),
+                                   gt)
+
+
+class AudioControlScorer:
+    """Scores items again with their audio replaced (avloc.audio_controls): by digital silence,
+    and by the audio of a partner item of another class (another clip). Partners are drawn from
+    earlier items where possible, so their embeddings are already known; the few items whose
+    partner comes later keep their visual maps until it does."""
+
+    def __init__(self, controls: tuple, items: list, upsample: str):
+        self.controls = tuple(controls)
+        self.upsample = upsample
+        self.partners = shuffled_partners(len(items), [it.label for it in items], [it.clip for it in items])
+        self.audio: dict = {}  # item index -> audio embedding
+        self.waiting: dict = {}  # item index -> (visual map, gt) until its partner's audio is known
+        self.silence: dict = {}  # spectrogram shape -> silence embedding
+        self.cious = {name: np.full(len(items), np.nan) for name in self.controls}
+
+    def _silence(self, model, spec, device) -> torch.Tensor:
+        key = tuple(spec.shape)
+        if key not in self.silence:
+            self.silence[key] = model.audio(silence_like(spec)[None].to(device)).float().cpu()[0]
+        return self.silence[key]
+
+    @torch.no_grad()
+    def add(self, model, device, idx, visual, audio, specs, gt) -> None:
+        for j, i in enumerate(idx):
+            self.audio[int(i)] = audio[j]
+        if "silence" in self.controls:
+            a = torch.stack([self._silence(model, s, device) for s in specs])
+            self.cious["silence"][idx] = _cious_of_maps(torch.einsum("nchw,nc->nhw", visual, a), gt, self.upsample)
+        if "shuffled" in self.controls:
+            for j, i in enumerate(idx):
+                self.waiting[int(i)] = (visual[j], gt[j])
+            self._score_ready()
+
+    def _score_ready(self) -> None:
+        ready = [i for i in self.waiting if int(self.partners[i]) in self.audio]
+        if not ready:
+            return
+        visual = torch.stack([self.waiting[i][0] for i in ready])
+        gt = torch.stack([self.waiting[i][1] for i in ready])
+        a = torch.stack([self.audio[int(self.partners[i])] for i in ready])
+        self.cious["shuffled"][ready] = _cious_of_maps(torch.einsum("nchw,nc->nhw", visual, a), gt, self.upsample)
+        for i in ready:
+            del self.waiting[i]
+
+    def finish(self, items: list) -> dict:
+        """Items whose partner was never read (missing or unreadable) get a partner among the read
+        items, with the same rules and seed; returns control name -> per-item cIoU."""
+        if self.waiting:
+            read = sorted(self.audio)
+            sub = shuffled_partners(len(read), [items[i].label for i in read], [items[i].clip for i in read])
+            position = {i: k for k, i in enumerate(read)}
+            for i in list(self.waiting):
+                self.partners[i] = read[int(sub[position[i]])]
+            self._score_ready()
+        return self.cious
 
 
 @torch.no_grad()
@@ -83,6 +152,7 @@ class Scores:
     done: np.ndarray  # bool: the item was read and scored
     raw_maps: dict  # item index -> raw [h, w] heat map (for overlays)
     unreadable: dict  # modality -> [{"id", "error"}]
+    controls: dict = dataclasses.field(default_factory=dict)  # audio control name -> per-item cIoU
     seconds: float = 0.0
 
     @classmethod
@@ -98,10 +168,12 @@ class Scores:
 
 
 def score_batch(scores: Scores, batch: dict, model, device, *, upsample: str, chunk: int, masks: dict,
-                saliency=None) -> None:
+                saliency=None, controls: Optional[AudioControlScorer] = None) -> None:
     """Score one batch of ``item_batches`` into ``scores`` (unreadable items are only recorded)."""
     idx = np.asarray(batch["index"])
-    raw = model_heatmaps(model, batch["image"], batch["spec"], device, chunk)
+    visual, audio, raw = model_features(model, batch["image"], batch["spec"], device, chunk)
+    if controls is not None:
+        controls.add(model, device, idx, visual, audio, batch["spec"], batch["gt"])
     av = metrics.minmax_normalise(metrics.upsample_maps(raw, upsample))
     pred = metrics.threshold_masks(av)
     gt = batch["gt"]
@@ -118,10 +190,13 @@ def score_batch(scores: Scores, batch: dict, model, device, *, upsample: str, ch
 
 def score_items(items: list, batches: Iterable, model, device, *, upsample: str = "bicubic",
                 compute_chunk: int = COMPUTE_CHUNK, saliency=None, progress: bool = True,
-                benchmark: str = "benchmark") -> Scores:
-    """Score every batch of ``batches`` (from ``item_batches(items, ...)``); at least one item must be read."""
+                benchmark: str = "benchmark", audio_controls: tuple = AUDIO_CONTROLS) -> Scores:
+    """Score every batch of ``batches`` (from ``item_batches(items, ...)``); at least one item must be read.
+
+    ``audio_controls``: the rows scored again with the audio replaced (avloc.audio_controls)."""
     masks = baseline_masks(upsample)
     scores = Scores.empty(len(items), masks, saliency is not None)
+    controls = AudioControlScorer(audio_controls, items, upsample) if audio_controls else None
     t0 = time.perf_counter()
     with Progress(len(items), desc=f"evaluate {benchmark}", unit="item", enabled=progress) as bar:
         for batch in batches:
@@ -129,8 +204,10 @@ def score_items(items: list, batches: Iterable, model, device, *, upsample: str 
                 scores.unreadable[modality].append({"id": items[index].id, "error": message})
             if batch["index"]:
                 score_batch(scores, batch, model, device, upsample=upsample, chunk=compute_chunk, masks=masks,
-                            saliency=saliency)
+                            saliency=saliency, controls=controls)
             bar.update(len(batch["index"]) + len(batch["errors"]), failed=len(batch["errors"]))
+    if controls is not None:
+        scores.controls = controls.finish(items)
     scores.seconds = time.perf_counter() - t0
     if not scores.done.any():
         first = next(v[0] for v in scores.unreadable.values() if v)
