@@ -243,3 +243,17 @@ def test_audio_controls_are_checked_with_the_other_keys():
     with pytest.raises(ConfigError) as err:
         build_config(None, ["audio_controls=silence,loud", "collapse_action=panic"])
     assert "audio_controls" in str(err.value) and "collapse_action" in str(err.value)
+
+
+def test_presets_start_from_named_configs_and_later_sources_win(tmp_path):
+    cfg = build_config(None, ["epochs=4"], preset="from-scratch")
+    assert cfg.visual_weights == "none" and cfg.visual_dropout == 0.0 and cfg.loss_weight_scaling == "batch"
+    assert cfg.epochs == 4 and cfg.collapse_risk() is None
+    assert build_config(None, [], preset="recipe") == build_config(None, [])
+    with pytest.raises(ConfigError, match="preset"):
+        build_config(None, [], preset="fast")
+    out = subprocess.run([sys.executable, "-m", "avloc.cli", "train", "--preset", "from-scratch", "--print-config",
+                          "--set", "lr=0.001"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    printed = yaml.safe_load(out.stdout)
+    assert printed["visual_weights"] == "none" and printed["lr"] == 0.001 and printed["fnac_ramp_epochs"] == 2

@@ -9,7 +9,8 @@ from typing import List, Optional
 import click
 
 from avloc.errors import ConfigError
-from avloc.training.config import TrainConfig, build_config, config_reference, config_yaml, read_config_file
+from avloc.training.config import (PRESETS, TrainConfig, build_config, config_reference, config_yaml,
+                                   read_config_file)
 from avloc.utils.options import CommandOptions, range_problem
 
 
@@ -23,6 +24,7 @@ class TrainOptions(CommandOptions):
     nproc: int = 1
     global_negatives: bool = False
     print_config: bool = False
+    preset: Optional[str] = None
 
     def _resolve(self) -> tuple:
         """(the config: defaults <- the run's saved config (--resume) <- --config <- --set, every problem)."""
@@ -40,7 +42,7 @@ class TrainOptions(CommandOptions):
             problems += found
         sets = list(self.overrides) + (["global_negatives=true"] if self.global_negatives else [])
         try:
-            return build_config(self.config_file, sets, base=base), problems
+            return build_config(self.config_file, sets, base=base, preset=None if base else self.preset), problems
         except ConfigError as exc:
             return None, problems + exc.problems
 
@@ -57,8 +59,10 @@ class TrainOptions(CommandOptions):
 
 HELP = "\n\n".join([
     "Train FNAC on the train split of --shards, validating every epoch on its val split.",
-    "Config keys (defaults = the published recipe) come from the defaults, then --config FILE (YAML), "
-    "then --set KEY=VALUE; --print-config shows the result. Every key, its default and meaning:",
+    "Config keys (defaults = the published recipe) come from the defaults, then --preset, then --config FILE "
+    "(YAML), then --set KEY=VALUE; --print-config shows the result. Presets: "
+    + "; ".join(f"{name}: " + (", ".join(f"{k}={v}" for k, v in values.items()) or "the published recipe")
+                for name, values in PRESETS.items()) + ". Every key, its default and meaning:",
     "\b\n" + "\n".join("  " + line for line in config_reference()),
     "\b\nExample:\n  avloc train --shards shards --out runs/fnac --set batch_size=64 --set image_size=128 --nproc 2",
 ])
@@ -70,6 +74,8 @@ HELP = "\n\n".join([
               help="Run folder: config.yaml, metrics.jsonl, checkpoints/{latest,best}.pt.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
               help="YAML file of config keys (defaults = the published FNAC recipe).")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
+              help="Start from a named config: recipe (the default) or from-scratch (no ImageNet weights).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one config key (repeatable), e.g. --set batch_size=64 --set image_size=128.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/latest.pt.")
@@ -79,11 +85,12 @@ HELP = "\n\n".join([
               help="All-gather embeddings across ranks so negatives span the global batch.")
 @click.option("--print-config", is_flag=True,
               help="Print the resolved config as YAML (loadable with --config) and exit without training.")
-def command(shards, run_dir, config_file, overrides, resume, nproc, global_negatives, print_config):
+def command(shards, run_dir, config_file, preset, overrides, resume, nproc, global_negatives, print_config):
     from avloc.training.launch import TrainJob, launch_local_ranks, under_torchrun
 
     options = TrainOptions(shards=shards, out=run_dir, config_file=config_file, overrides=tuple(overrides),
-                           resume=resume, nproc=nproc, global_negatives=global_negatives, print_config=print_config)
+                           resume=resume, nproc=nproc, global_negatives=global_negatives, print_config=print_config,
+                           preset=preset)
     cfg = options.config()  # every problem reported once, before any launch
     if print_config:
         click.echo(config_yaml(cfg), nl=False)
