@@ -9,7 +9,7 @@ import click
 from avloc.tools.synth.encode import CONTAINERS
 from avloc.tools.synth.layouts import FLICKR_LAYOUTS
 from avloc.tools.synth.options import BENCHMARK_CHOICES, DEFAULT_N_CLIPS
-from avloc.tools.synth.scene import DISTRACTOR_LOOKS, MAX_CLASSES
+from avloc.tools.synth.scene import DEFAULT_DISTRACTOR_LOOKS, DISTRACTOR_LOOKS, MAX_CLASSES
 
 
 def _choices(values) -> str:
@@ -46,10 +46,11 @@ def _choices(values) -> str:
 @click.option("--items", "n_items", type=int, default=16, show_default=True, help="Test items per benchmark.")
 @click.option("--flickr-layout", default="flat", show_default=True, metavar=_choices(FLICKR_LAYOUTS),
               help="Flickr: all files in one folder, or frames/ audio/ Annotations/.")
-@click.option("--distractors", "distractor_looks", default="silent", show_default=True,
+@click.option("--distractors", "distractor_looks", default=DEFAULT_DISTRACTOR_LOOKS, show_default=True,
               metavar=_choices(DISTRACTOR_LOOKS),
-              help="Distractor objects look like classes outside the set (silent) or like the set's other classes "
-                   "(class: harder, partly ambiguous).")
+              help="class: distractors look like the set's other classes, so only the audio says which object "
+                   "sounds (shortcut-free); silent: they look like classes that never sound, a visual shortcut "
+                   "(for teaching: appearance alone finds the sounding object).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes.")
 @click.option("--overwrite", is_flag=True, help="Regenerate clips that already exist (other settings allowed).")
 @click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")

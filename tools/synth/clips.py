@@ -32,7 +32,8 @@ from avloc.tools.synth.audio import class_frequency, render_mix, sample_sound
 from avloc.tools.synth.encode import EncodeSettings, codec_problems, encode_clip, resolve_codecs
 from avloc.tools.synth.jobs import ensure_output_dir, json_bytes, make_ytids, run_jobs, write_file
 from avloc.tools.synth.render import SceneRenderer, mask_box, object_box
-from avloc.tools.synth.scene import MAX_CLASSES, Scene, class_names, distractor_problems, sample_scene
+from avloc.tools.synth.scene import (DEFAULT_DISTRACTOR_LOOKS, MAX_CLASSES, Scene, class_names, distractor_problems,
+                                     sample_scene)
 from avloc.utils.atomic import remove_stale_temps
 
 MANIFEST_NAME = "synth.json"
@@ -114,7 +115,7 @@ def clip_problems(n_clips, *, n_classes, duration, fps, width, height, container
 
 
 def plan_clips(n_clips: int, *, seed: int, n_classes: int, duration: float, test_fraction: float,
-               distractor_looks: str = "silent") -> list:
+               distractor_looks: str = DEFAULT_DISTRACTOR_LOOKS) -> list:
     """Ids, labels, splits, scenes and sounds of a set; a pure function of its arguments."""
     names = class_names(n_classes)
     rng = np.random.default_rng([seed, 7021])
@@ -162,7 +163,7 @@ def generate_clips(
     channels: int = 1,
     test_fraction: float = 0.2,
     frame_noise: float = 0.0,
-    distractor_looks: str = "silent",
+    distractor_looks: str = DEFAULT_DISTRACTOR_LOOKS,
     workers: int = 1,
     progress: bool = False,
     overwrite: bool = False,
@@ -173,8 +174,8 @@ def generate_clips(
     aac; webm: libvpx-vp9 + libopus). ``frame_noise`` > 0 adds per-frame sensor noise of that
     standard deviation (8-bit levels): slower to write, but every frame then differs, as in real
     footage, which matters when the clips are used to measure decoding throughput.
-    ``distractor_looks``: "silent" (distractors look like classes outside the set) or "class"
-    (they look like the set's other classes); see avloc.tools.synth.scene. Wrong arguments
+    ``distractor_looks``: "class" (distractors look like the set's other classes: shortcut-free) or
+    "silent" (they look like classes outside the set: a visual shortcut); see avloc.tools.synth.scene. Wrong arguments
     raise one ConfigError listing every problem.
     """
     found = clip_problems(n_clips, n_classes=n_classes, duration=duration, fps=fps, width=width, height=height,

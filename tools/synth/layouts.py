@@ -37,7 +37,8 @@ from avloc.errors import AvlocError, ConfigError
 from avloc.tools.synth.audio import render_mix, sample_sound, wav_bytes
 from avloc.tools.synth.jobs import ensure_output_dir, make_ytids, run_jobs, write_file
 from avloc.tools.synth.render import SceneRenderer, mask_box
-from avloc.tools.synth.scene import MAX_CLASSES, Scene, class_names, distractor_problems, sample_scene
+from avloc.tools.synth.scene import (DEFAULT_DISTRACTOR_LOOKS, MAX_CLASSES, Scene, class_names, distractor_problems,
+                                     sample_scene)
 
 # The names ``avloc evaluate --benchmark`` knows these layouts by.
 BENCHMARKS = ("vggss", "flickr", "avsbench-s4", "avsbench-ms3")
@@ -182,7 +183,7 @@ class SynthBenchmarkCopy:
 
 def benchmark_problems(benchmark: str, n_items: int, *, n_classes: int = 4, layout: str = "flat",
                        image_format: Optional[str] = None, frame_size: Optional[tuple] = None,
-                       distractor_looks: str = "silent") -> List[str]:
+                       distractor_looks: str = DEFAULT_DISTRACTOR_LOOKS) -> List[str]:
     """Every reason ``write_benchmark`` cannot write this copy (named by its arguments)."""
     if benchmark not in BENCHMARKS:
         return [f"benchmark must be one of {', '.join(BENCHMARKS)}, got {benchmark!r}"]
@@ -219,7 +220,7 @@ def write_benchmark(
     layout: str = "flat",
     train_items: int = 1,
     val_items: int = 1,
-    distractor_looks: str = "silent",
+    distractor_looks: str = DEFAULT_DISTRACTOR_LOOKS,
     workers: int = 1,
     progress: bool = False,
 ) -> SynthBenchmarkCopy:

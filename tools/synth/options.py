@@ -9,7 +9,7 @@ from typing import List, Optional
 from avloc.tools.synth.clips import SynthSet, generate_clips, tone_problems
 from avloc.tools.synth.encode import codec_problems
 from avloc.tools.synth.layouts import BENCHMARK_FOLDERS, BENCHMARKS, FLICKR_LAYOUTS, write_benchmark
-from avloc.tools.synth.scene import DISTRACTOR_LOOKS, MAX_CLASSES, distractor_problems
+from avloc.tools.synth.scene import DEFAULT_DISTRACTOR_LOOKS, DISTRACTOR_LOOKS, MAX_CLASSES, distractor_problems
 from avloc.utils.options import CommandOptions, choice_problem, range_problem
 
 BENCHMARK_CHOICES = BENCHMARKS + ("all",)
@@ -44,7 +44,7 @@ class SynthOptions(CommandOptions):
     benchmark: Optional[str] = None  # one of BENCHMARK_CHOICES
     n_items: int = 16
     flickr_layout: str = "flat"
-    distractor_looks: str = "silent"
+    distractor_looks: str = DEFAULT_DISTRACTOR_LOOKS
     workers: int = 1
     overwrite: bool = False
     progress: bool = True
