@@ -7,28 +7,38 @@ import json
 from click.testing import CliRunner
 
 from avloc.cli import cli
-from avloc.demo import DemoConfig, run_demo
+from avloc.demo import DemoOptions, run_demo
 
 
-def test_demo_runs_end_to_end_and_resumes(tmp_path):
-    cfg = DemoConfig(out=tmp_path / "demo", clips=24, classes=4, duration=2.0, width=96, height=72, eval_items=6,
-                     epochs=1, batch_size=8, image_size=64, loader="torch", workers=2, progress=False)
-    lines = []
-    first = run_demo(cfg, log=lines.append)
+def test_demo_runs_end_to_end_shows_audio_controls_and_resumes(tmp_path, capsys):
+    opts = DemoOptions(out=tmp_path / "demo", n_clips=40, classes=4, duration=2.0, width=96, height=72, eval_items=6,
+                       epochs=1, image_size=64, loader="torch", workers=2, progress=False)
+    first = run_demo(opts)
     summary = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())
-    assert summary["shard"]["ok"] == 24 if "ok" in summary["shard"] else True
+    assert summary["shard"]["ok"] == 40
     assert summary["train"]["steps"] >= 1
     rows = {r["method"]: r for r in first["results"]["rows"]}
+    assert {"model", "model, silent audio", "model, other-class audio"} <= set(rows)
     assert any("centre" in m for m in rows) and any("whole" in m for m in rows), list(rows)
+    assert all(rows[m]["n"] == 6 for m in ("model", "model, silent audio", "model, other-class audio"))
+    assert summary["evaluate"]["audio_controls"]["controls"].keys() == {"silence", "shuffled"}
     assert first["results"]["counts"]["scored"] == 6
     assert (tmp_path / "demo" / "run" / "checkpoints" / "best.pt").is_file()
-    assert any(line.startswith("[4/4]") for line in lines)
+    config = (tmp_path / "demo" / "run" / "config.yaml").read_text()
+    assert "visual_weights: none" in config and "loss_weight_scaling: batch" in config  # the from-scratch preset
+    assert "[4/4]" in capsys.readouterr().err
 
     # a rerun keeps the clips, the shards and the finished training
-    again = run_demo(cfg, log=lambda m: None)
+    again = run_demo(opts)
     assert again["summary"]["train"]["steps"] == summary["train"]["steps"]
 
 
-def test_demo_rejects_bad_arguments():
-    res = CliRunner().invoke(cli, ["demo", "--clips", "2"])
+def test_demo_rejects_bad_arguments_with_every_problem_at_once(tmp_path):
+    (tmp_path / "file").write_text("x")
+    res = CliRunner().invoke(cli, ["demo", "--n-clips", "2", "--epochs", "0", "--out", str(tmp_path / "file")])
     assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "--n-clips" in res.output and "--epochs" in res.output and "is a file" in res.output
+    old = CliRunner().invoke(cli, ["demo", "--clips", "2", "--out", str(tmp_path / "d")])  # old spelling still works
+    assert old.exit_code == 2 and "--n-clips must be >= 8" in old.output
+    help_text = CliRunner().invoke(cli, ["demo", "--help"]).output
+    assert "avloc demo --out demo" in help_text and "--clips" not in help_text.replace("--n-clips", "")

@@ -7,7 +7,6 @@ hands them to ``avloc.evaluation.runner.evaluate``; a notebook does the same.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import List, Optional
@@ -15,7 +14,7 @@ from typing import List, Optional
 from avloc.audio_controls import parse_controls
 from avloc.evaluation.benchmarks import BENCHMARK_CHOICES
 from avloc.metrics import UPSAMPLE_MODES
-from avloc.utils.options import CommandOptions, choice_problem, range_problem
+from avloc.utils.options import CommandOptions, choice_problem, range_problem, writable_folder_problems
 from avloc.utils.system import DEVICE_CHOICES
 
 # Samples per network call: every sample goes through kernels of the same shapes whatever the
@@ -74,7 +73,7 @@ class EvaluateOptions(CommandOptions):
         if not self.checkpoint.is_file():
             found.append(f"--checkpoint: checkpoint not found: {self.checkpoint}")
         if self.writes_reports:
-            found += out_problems(self.out)
+            found += writable_folder_problems("--out", self.out)
         return found
 
 
@@ -82,22 +81,3 @@ def device_problems(device: str) -> List[str]:
     if device in DEVICE_CHOICES or re.fullmatch(r"cuda:\d+", str(device)):
         return []
     return [f"--device must be one of {', '.join(DEVICE_CHOICES)} or cuda:N; got {device!r}"]
-
-
-def out_problems(out: Path) -> List[str]:
-    """Why the report folder cannot be written (without creating anything), or nothing."""
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            return [f"--out {out} is a file, not a folder"]
-        if not os.access(out, os.W_OK | os.X_OK):
-            return [f"--out {out} is not writable"]
-        return []
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        return [f"--out {out} cannot be created: {parent} is a file"]
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return [f"--out {out} cannot be created: {parent} is not writable"]
-    return []

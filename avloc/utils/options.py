@@ -8,6 +8,8 @@ of them at once (exit code 2).
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 from typing import Iterable, List
 
 from avloc.errors import ConfigError
@@ -25,6 +27,25 @@ def range_problem(name: str, value, low=None, high=None) -> List[str]:
         return [f"{name} must be >= {low}; got {value!r}"]
     if high is not None and value > high:
         return [f"{name} must be <= {high}; got {value!r}"]
+    return []
+
+
+def writable_folder_problems(option: str, folder) -> List[str]:
+    """Why ``folder`` cannot be written or created (checked without creating anything), or nothing."""
+    folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            return [f"{option} {folder} is a file, not a folder"]
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return [f"{option} {folder} is not writable"]
+        return []
+    parent = folder.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return [f"{option} {folder} cannot be created: {parent} is a file"]
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return [f"{option} {folder} cannot be created: {parent} is not writable"]
     return []
 
 
