@@ -182,15 +182,6 @@ def test_cli_passes_shards_through_either_spelling(tmp_path, monkeypatch):
     assert [(o.shards, o.scenario, o.progress) for o in seen] == [(tmp_path, "train", False)] * 2
 
 
-def test_help_ends_with_an_example_and_hides_the_old_spelling():
-    result = CliRunner().invoke(__import__("avloc.commands.bench", fromlist=["command"]).command, ["--help"])
-    assert result.exit_code == 0
-    text = result.output
-    assert "--shards" in text and "--data" not in text
-    example = text.strip().split("Options:")[0].strip().splitlines()[-1].strip()
-    assert example == "avloc bench-throughput --quick --json bench.json --plot bench.png"
-
-
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
 def test_workdir_is_removed_when_the_run_stops(tmp_path, monkeypatch, stop):
     from avloc.bench import runner

@@ -328,15 +328,6 @@ def test_cli_progress_lines_without_a_terminal_and_umask_modes(vggss_root, check
     assert "wrote " in output  # the log line still comes
 
 
-def test_help_ends_with_one_example():
-    code, output = _run(["evaluate", "--help"])
-    assert code == 0
-    description = [line for line in output.split("Options:")[0].splitlines() if line.strip()]
-    assert description[-2].strip() == "Example:"
-    assert description[-1].strip().startswith("avloc evaluate --benchmark vggss --data-root")
-    assert "avsbench-s4" in output
-
-
 def test_baselines_score_the_same_through_the_metric_api():
     """One copy of the baselines: training's validation scores baseline_batch with localization_scores,
     evaluate scores baseline_masks; both give the same per-sample cIoU."""

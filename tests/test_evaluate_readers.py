@@ -13,7 +13,7 @@ from avloc import metrics
 from avloc.errors import InputError
 from avloc.evaluation.benchmarks import load_benchmark
 from avloc.evaluation.flickr import parse_flickr_xml
-from avloc.evaluation.items import read_id_list
+from avloc.idlists import read_id_list
 from avloc.evaluation.media import audio_window
 from avloc.evaluation.vggss import read_vggss_annotations, vggss_defects
 

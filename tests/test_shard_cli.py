@@ -184,15 +184,6 @@ def test_choice_and_number_problems_reported_together(one_clip, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_help_ends_with_an_example():
-    r = _run(["--help"])
-    assert r.exit_code == 0
-    text = r.output.split("Options:")[0]  # the docstring's final paragraph, above the options
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    assert lines[-2].strip() == "Example:" and lines[-1].strip().startswith("avloc shard --clips ")
-    assert "[ffmpeg|pyav]" in r.output and "[local|ray]" in r.output
-
-
 def _progress_lines(output: str) -> list:
     return [ln for ln in output.splitlines() if re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] shard: ", ln)]
 

@@ -252,14 +252,6 @@ def test_cli_problems_reported_together(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_help_ends_with_an_example():
-    res = CliRunner().invoke(avloc_cli, ["synth", "--help"])
-    assert res.exit_code == 0
-    text = res.output.split("Options:")[0]  # the docstring's final paragraph, above the options
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    assert lines[-2].strip() == "Example:" and lines[-1].strip().startswith("avloc synth --out ")
-
-
 def _progress_lines(output: str) -> list:
     return [ln for ln in output.splitlines() if re.match(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] synth ", ln)]
 

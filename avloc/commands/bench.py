@@ -7,10 +7,13 @@ from pathlib import Path
 
 import click
 
+from avloc.utils.options import example_epilog
+
 from avloc.bench.runner import SCENARIO_CHOICES, BenchOptions, run_bench
 
 
-@click.command("bench-throughput")
+@click.command("bench-throughput",
+               epilog=example_epilog("avloc bench-throughput --quick --json bench.json --plot bench.png"))
 @click.option("--scenario", type=click.Choice(SCENARIO_CHOICES), default="all", show_default=True,
               help="Which stage to measure.")
 @click.option("--shards", type=click.Path(path_type=Path), default=None,
@@ -24,11 +27,6 @@ from avloc.bench.runner import SCENARIO_CHOICES, BenchOptions, run_bench
 @click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
 def command(scenario, shards, data_alias, quick, json_out, plot_out, keep_workdir, no_progress):
     """Measure shard, loaders, kernels, train and evaluate throughput, each against its baseline, in one run.
-
-    Example (all scenarios, small sizes, records and a plot of the ratios):
-
-    \b
-        avloc bench-throughput --quick --json bench.json --plot bench.png
     """
     from avloc.bench.results import table
 

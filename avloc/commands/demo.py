@@ -6,12 +6,15 @@ from pathlib import Path
 
 import click
 
+from avloc.utils.options import example_epilog
+
 from avloc.demo import LOADER_CHOICES, DemoOptions
 
 _DEFAULTS = DemoOptions()
 
 
-@click.command("demo")
+@click.command("demo",
+               epilog=example_epilog("avloc demo --out demo"))
 @click.option("--out", type=click.Path(path_type=Path), default=_DEFAULTS.out, show_default=True,
               help="Folder for clips, shards, the run and the evaluation (rerun resumes).")
 @click.option("--n-clips", type=int, default=_DEFAULTS.n_clips, show_default=True, help="Synthetic clips to make.")
@@ -26,10 +29,6 @@ _DEFAULTS = DemoOptions()
 def command(out, n_clips, n_clips_old, epochs, image_size, loader, no_progress):
     """Synthesise VGG-Sound-like clips, shard them, train FNAC and evaluate it on a synthetic VGG-SS copy,
     with the model's score beside the same model given silent and other-class audio.
-
-    \b
-    Example:
-      avloc demo --out demo
     """
     from avloc.demo import run_demo
     from avloc.evaluation.report import format_counts, format_table

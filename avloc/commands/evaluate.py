@@ -6,12 +6,15 @@ from pathlib import Path
 
 import click
 
+from avloc.utils.options import example_epilog
+
 from avloc.evaluation.benchmarks import BENCHMARK_CHOICES
 from avloc.evaluation.options import COMPUTE_CHUNK
 from avloc.metrics import UPSAMPLE_MODES
 
 
-@click.command("evaluate")
+@click.command("evaluate",
+               epilog=example_epilog("avloc evaluate --benchmark vggss --data-root data/vggss --checkpoint run/checkpoints/best.pt --out eval-vggss"))
 @click.option("--benchmark", type=click.Choice(BENCHMARK_CHOICES), required=True,
               help="avsbench-s4 = AVSBench S4 test (avsbench is the same); avsbench-ms3 = MS3 test; the names "
                    "`avloc synth --benchmark` writes.")
@@ -50,10 +53,6 @@ from avloc.metrics import UPSAMPLE_MODES
 def command(benchmark, data_root, checkpoint, out, upsample, batch_size, workers, ogl, ogl_weights, overlays,
             whole_clip_audio, annotations, test_list, limit, device, compute_chunk, audio_controls, no_progress):
     """Score a checkpoint with the exact published protocol, beside trivial baselines on the same items.
-
-    \b
-    Example:
-      avloc evaluate --benchmark vggss --data-root data/vggss --checkpoint run/checkpoints/best.pt --out eval-vggss
     """
     from avloc.evaluation.options import EvaluateOptions
     from avloc.evaluation.report import format_counts, format_table

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from avloc.utils.options import example_epilog
+
 from avloc import schema
 from avloc.tools.sharding.decode import DECODERS
 from avloc.tools.sharding.distributors import DISTRIBUTORS
@@ -13,7 +15,8 @@ from avloc.tools.sharding.distributors import DISTRIBUTORS
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
 
-@click.command("shard")
+@click.command("shard",
+               epilog=example_epilog("avloc shard --clips vggsound/clips --csv vggsound.csv --exclude vggss_test.csv --out shards"))
 @click.option("--clips", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Folder of clips, searched recursively (<ytid>_<start:06d>.mp4/.mkv/.webm/...).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Output shards folder.")
@@ -48,11 +51,6 @@ def command(clips, out, csv_path, subset, exclude, test_ids, boxes, val_fraction
             no_progress, json_out):
     """Turn raw clips into WebDataset shards: centre frame (jpg), FNAC log-spectrogram (spec.f16), json,
     DALI index, parquet manifest. Resumable: rerun the same command to finish an interrupted run.
-
-    Example:
-
-    \b
-      avloc shard --clips vggsound/clips --csv vggsound.csv --exclude vggss_test.csv --out shards
     """
     from avloc.tools.sharding import ShardConfig, format_report, run_shard
 

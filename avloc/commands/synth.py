@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from avloc.utils.options import example_epilog
+
 from avloc.tools.synth.encode import CONTAINERS
 from avloc.tools.synth.layouts import FLICKR_LAYOUTS
 from avloc.tools.synth.options import BENCHMARK_CHOICES, DEFAULT_N_CLIPS
@@ -16,7 +18,8 @@ def _choices(values) -> str:
     return f"[{'|'.join(values)}]"
 
 
-@click.command("synth")
+@click.command("synth",
+               epilog=example_epilog("avloc synth --out synth --n-clips 960 --classes 4 --benchmark vggss --workers 8"))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option("--n-clips", "n_clips", type=int, default=None,
               help=f"Number of clips [default: {DEFAULT_N_CLIPS}; with --benchmark, clips are written only if "
@@ -59,11 +62,6 @@ def command(out_dir, n_clips, n_clips_old, seed, n_classes, duration, fps, size,
             workers, overwrite, no_progress):
     """Generate synthetic clips (one sounding object whose look and sound follow its class) and,
     with --benchmark, evaluation sets in the VGG-SS, Flickr-SoundNet and AVSBench layouts.
-
-    Example:
-
-    \b
-      avloc synth --out synth --n-clips 960 --classes 4 --benchmark vggss --workers 8
     """
     from avloc.tools.synth import SynthOptions, format_synth_run, run_synth
 

@@ -11,7 +11,7 @@ import click
 from avloc.errors import ConfigError
 from avloc.training.config import (PRESETS, TrainConfig, build_config, config_reference, config_yaml,
                                    read_config_file)
-from avloc.utils.options import CommandOptions, range_problem
+from avloc.utils.options import CommandOptions, example_epilog, range_problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,11 +64,12 @@ HELP = "\n\n".join([
     + "; ".join(f"{name}: " + (", ".join(f"{k}={v}" for k, v in values.items()) or "the published recipe")
                 for name, values in PRESETS.items()) + ". Every key, its default and meaning:",
     "\b\n" + "\n".join("  " + line for line in config_reference()),
-    "\b\nExample:\n  avloc train --shards shards --out runs/fnac --set batch_size=64 --set image_size=128 --nproc 2",
 ])
 
 
-@click.command("train", help=HELP)
+@click.command("train", help=HELP, epilog=example_epilog(
+    "avloc train --shards shards --out runs/fnac --set batch_size=64 --set image_size=128 --nproc 2",
+    "avloc train --shards shards --out runs/scratch --preset from-scratch"))
 @click.option("--shards", type=click.Path(path_type=Path), default=None, help="Shards folder written by `avloc shard`.")
 @click.option("--out", "run_dir", type=click.Path(path_type=Path), default=None,
               help="Run folder: config.yaml, metrics.jsonl, checkpoints/{latest,best}.pt.")

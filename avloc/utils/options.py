@@ -15,6 +15,11 @@ from typing import Iterable, List
 from avloc.errors import ConfigError
 
 
+def example_epilog(*command_lines: str) -> str:
+    """The closing "Example:" block of a command's --help (click keeps the lines as written)."""
+    return "\b\nExample:\n" + "\n".join(f"  {line}" for line in command_lines)
+
+
 def choice_problem(name: str, value, choices: Iterable) -> List[str]:
     choices = tuple(choices)
     return [] if value in choices else [f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}"]
