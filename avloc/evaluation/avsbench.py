@@ -80,12 +80,17 @@ def _items(benchmark, root, clips, paths_for, whole_clip_audio, layout, meta_pat
                   "audio": audio_rule, "whole_clip_audio": bool(whole_clip_audio)})
 
 
-def load_avsbench_s4(root: Path, whole_clip_audio: bool = False, split: str = "test") -> BenchmarkSet:
-    base = _find_root(Path(root), "Single-source", "s4_meta_data.csv", S4_LAYOUT)
-    data = base / "s4_data"
+def _open_layout(root: Path, folder: str, meta: str, layout: str, name: str, split: str) -> tuple:
+    """(base folder, data folder, the split's clips) of an AVSBench tree, or an InputError naming the layout."""
+    base = _find_root(Path(root), folder, meta, layout)
+    data = base / meta.replace("_meta_data.csv", "_data")
     if not (data / "visual_frames").is_dir():
-        raise InputError(f"{base} does not have the AVSBench S4 layout: expected {S4_LAYOUT}")
-    clips = read_meta(base / "s4_meta_data.csv", split)
+        raise InputError(f"{base} does not have the AVSBench {name} layout: expected {layout}")
+    return base, data, read_meta(base / meta, split)
+
+
+def load_avsbench_s4(root: Path, whole_clip_audio: bool = False, split: str = "test") -> BenchmarkSet:
+    base, data, clips = _open_layout(root, "Single-source", "s4_meta_data.csv", S4_LAYOUT, "S4", split)
     if any(c["category"] is None for c in clips):
         raise InputError(f"{base / 's4_meta_data.csv'} has no 'category' column, needed for the S4 tree")
 
@@ -100,11 +105,7 @@ def load_avsbench_s4(root: Path, whole_clip_audio: bool = False, split: str = "t
 
 
 def load_avsbench_ms3(root: Path, whole_clip_audio: bool = False, split: str = "test") -> BenchmarkSet:
-    base = _find_root(Path(root), "Multi-sources", "ms3_meta_data.csv", MS3_LAYOUT)
-    data = base / "ms3_data"
-    if not (data / "visual_frames").is_dir():
-        raise InputError(f"{base} does not have the AVSBench MS3 layout: expected {MS3_LAYOUT}")
-    clips = read_meta(base / "ms3_meta_data.csv", split)
+    base, data, clips = _open_layout(root, "Multi-sources", "ms3_meta_data.csv", MS3_LAYOUT, "MS3", split)
 
     def paths_for(clip, kind, k) -> Path:
         name = clip["name"]

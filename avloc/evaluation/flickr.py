@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from avloc.errors import InputError
-from avloc.evaluation.items import BenchmarkSet, EvalItem, find_frame, first_existing, list_names
+from avloc.evaluation.items import BenchmarkSet, EvalItem, find_frame, first_existing, list_names, media_found
 from avloc.idlists import read_id_list
 
 LAYOUT = ("<root>/frames/<id>.jpg + <root>/audio/<id>.wav, or flat <root>/<id>.jpg + <root>/<id>.wav; "
@@ -112,11 +112,7 @@ def load_flickr(root: Path, test_list: Optional[Path] = None) -> BenchmarkSet:
                 if not boxes:
                     defective["no_boxes"] += 1
                     defective_items[clip] = ["no_boxes"]
-        if frame is None:
-            missing["frame"].append(clip)
-        if not has_audio:
-            missing["audio"].append(clip)
-        if boxes is None or frame is None or not has_audio:
+        if not media_found(missing, clip, frame, has_audio) or boxes is None:
             continue
         items.append(EvalItem(id=clip, clip=clip, label=None, frame=frame, audio=audio_dir / f"{clip}.wav",
                               gt_kind="flickr_boxes", gt=[list(b) for b in boxes],

@@ -108,3 +108,12 @@ def first_existing(*paths: Path) -> Optional[Path]:
         if p is not None and p.is_file():
             return p
     return None
+
+
+def media_found(missing: dict, clip: str, frame: Optional[Path], has_audio: bool) -> bool:
+    """Record a clip's missing frame and/or audio in ``missing``; True when both are there."""
+    if frame is None:
+        missing["frame"].append(clip)
+    if not has_audio:
+        missing["audio"].append(clip)
+    return frame is not None and has_audio

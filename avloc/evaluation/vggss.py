@@ -14,7 +14,7 @@ from typing import Optional
 
 from avloc import metrics
 from avloc.errors import InputError
-from avloc.evaluation.items import BenchmarkSet, EvalItem, find_frame, first_existing, list_names
+from avloc.evaluation.items import BenchmarkSet, EvalItem, find_frame, first_existing, list_names, media_found
 from avloc.idlists import read_id_list
 
 LAYOUT = "<root>/frames/<id>.jpg|png, <root>/audio/<id>.wav, <root>/[metadata/]vggss.json"
@@ -82,11 +82,7 @@ def load_vggss(root: Path, benchmark: str = "vggss", annotations: Optional[Path]
         has_audio = f"{clip}.wav" in audio_names
         if entry is None:
             missing["annotation"].append(clip)
-        if frame is None:
-            missing["frame"].append(clip)
-        if not has_audio:
-            missing["audio"].append(clip)
-        if entry is None or frame is None or not has_audio:
+        if not media_found(missing, clip, frame, has_audio) or entry is None:
             continue
         items.append(EvalItem(id=clip, clip=clip, label=entry.get("class"), frame=frame, audio=audio_dir / f"{clip}.wav",
                               gt_kind="vggss_boxes", gt=entry["bbox"], flags=list(per_clip.get(clip, []))))

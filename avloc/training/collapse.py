@@ -87,20 +87,25 @@ class CollapseEvent:
                 f"batch (loss_weight_scaling=batch) or lower them (README, 'Training from scratch')")
 
 
+@dataclasses.dataclass
 class CollapseMonitor:
-    """Feed ``update`` one check at a time; it returns a CollapseEvent once, when collapse is confirmed."""
+    """Feed ``update`` one check at a time; it returns a CollapseEvent once, when collapse is confirmed.
 
-    def __init__(self, *, learned_fraction: float = 0.9, chance_fraction: float = 0.97, cosine: float = 0.95,
-                 patience: int = 3, history: int = 5):
-        self.learned_fraction = learned_fraction
-        self.chance_fraction = chance_fraction
-        self.cosine = cosine
-        self.patience = patience
-        self.history = history
-        self.learned = False
-        self.event: Optional[CollapseEvent] = None
-        self._streak: list = []
-        self._recent: list = []
+    Thresholds: learned = contrastive below ``learned_fraction`` of chance; a collapsed check =
+    contrastive at ``chance_fraction`` of chance or more with a mean cosine between clips (audio or
+    visual) of ``cosine`` or more; confirmed after ``patience`` collapsed checks in a row. The
+    driving term is read from the gradient norms of the last ``history + patience`` checks.
+    """
+
+    learned_fraction: float = 0.9
+    chance_fraction: float = 0.97
+    cosine: float = 0.95
+    patience: int = 3
+    history: int = 5
+    learned: bool = False
+    event: Optional[CollapseEvent] = None
+    _streak: list = dataclasses.field(default_factory=list)
+    _recent: list = dataclasses.field(default_factory=list)
 
     def is_collapsed_check(self, contrastive: float, chance: float, spread: dict) -> bool:
         at_chance = contrastive >= self.chance_fraction * chance
