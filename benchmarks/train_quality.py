@@ -1,8 +1,10 @@
-"""Training quality on synthetic clips: does a short CPU training localise the sounding object?
+"""Training quality on synthetic clips: does a short CPU training localise the sounding *sound*?
 
-Synthetic clips (``avloc synth``) -> shards with a val split and boxes (``run_shard``) -> a short
-training (``run_training``) -> validation AP50/AUC next to the trivial baselines (centre prior,
-whole image, untrained model) scored on the same val maps, with the curve (PNG).
+Shortcut-free synthetic clips (every object in a frame looks like a class of the set; one of them
+sounds) -> shards with a val split and boxes (``run_shard``) -> a short training with the
+``from-scratch`` preset (``run_training``) -> validation AP50/AUC with the real audio, with
+silent audio and with another class's audio, next to the trivial baselines (centre prior, whole
+image, untrained model) scored on the same val maps, with the curves (PNG).
 
     python benchmarks/train_quality.py WORK --png benchmarks/results/train-quality-cpu.png
     python benchmarks/train_quality.py --table WORK/run        # the validation table of a run
@@ -12,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
-# The recipe's values except: smaller batch and image, no ImageNet weights (no download), no visual
-# dropout (a from-scratch run of a few hundred steps) and SpecAugment masks filled with silence
-# instead of zero (with zero fill the from-scratch audio encoder collapses on these clips; see
-# benchmarks/results/train-quality-cpu.md). These are the settings of the recorded CPU run.
-QUALITY_SETS = ("batch_size=16", "image_size=128", "visual_weights=none", "visual_dropout=0", "epochs=10",
-                "warmup_epochs=3", "lr=1e-4", "num_workers=1", "loader=torch", "log_every=3", "checkpoint_every=30",
-                "val_batch_size=43", "val_at_start=true", "progress=false", "spec_mask_fill=silence")
+# The from-scratch preset (avloc.training.config.PRESETS) plus bookkeeping for a recorded run.
+QUALITY_SETS = ("num_workers=1", "loader=torch", "log_every=3", "checkpoint_every=30", "val_batch_size=43",
+                "val_at_start=true", "progress=false")
 
 
-def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2, distractor_looks: str = "silent",
+def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2, distractor_looks: str = "class",
             sets=()) -> dict:
     """Synthetic clips -> shards (val split + boxes) -> short CPU training; returns the summary."""
     from avloc.tools.sharding import ShardConfig, run_shard
@@ -35,15 +34,15 @@ def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2,
 
     out = Path(out)
     t0 = time.perf_counter()
-    # Every scene shows the sounding object plus 2-3 distractors wearing silent looks (classes
-    # outside the set), so an image matches only its own class's sound.
+    # Every scene shows the sounding object plus 2-3 distractors wearing the set's other classes' looks:
+    # only the audio says which object sounds.
     clips = generate_clips(out / "clips", n_clips, seed=seed, n_classes=n_classes, duration=4.0, width=192,
                            height=144, workers=2, test_fraction=0.0, distractor_looks=distractor_looks)
     shards = out / "shards"
     run_shard(ShardConfig(clips=clips.clips_dir, out=shards, csv=clips.csv_path, boxes=clips.boxes_path,
                           val_fraction=0.2, samples_per_shard=64, frame_size=160, workers=2, progress=False))
     prep_s = time.perf_counter() - t0
-    cfg = build_config(None, list(QUALITY_SETS) + list(sets))
+    cfg = build_config(None, list(QUALITY_SETS) + list(sets), preset="from-scratch")
     t1 = time.perf_counter()
     summary = run_training(shards, out / "run", config=cfg, resume=(out / "run" / "config.yaml").exists())
     summary["train_seconds"] = time.perf_counter() - t1
@@ -68,14 +67,17 @@ def plot_curves(run_dir: Path, png: Path) -> None:
     ax1.plot([r["step"] for r in train], [r["contrastive"] for r in train], label="contrastive")
     for term in ("fns1", "tns", "fns2"):
         ax1.plot([r["step"] for r in train], [100 * r[term] for r in train], label=f"100 x {term}", lw=0.8)
+    if train:
+        ax1.axhline(2 * math.log(_batch(run_dir)), color="grey", ls=":", lw=0.8,
+                    label="chance (2 ln B)")
     ax1.set_xlabel("optimiser step")
     ax1.set_title("training loss terms")
     ax1.legend(fontsize=8)
     steps = [r["step"] for r in val]
-    for key, label, style in (("val_ap50", "model AP50", "-o"), ("val_auc", "model AUC", "-s"),
+    for key, label, style in (("val_ap50", "AP50, real audio", "-o"), ("val_silence_ap50", "AP50, silent audio", "--o"),
+                              ("val_shuffled_ap50", "AP50, other-class audio", ":o"),
                               ("baseline_centre_ap50", "centre prior AP50", "--x"),
                               ("baseline_whole_ap50", "whole image AP50", ":+"),
-                              ("baseline_centre_auc", "centre prior AUC", "-.d"),
                               ("val_retrieval_a2i", "audio->image top-1", "-^")):
         if val and key in val[0]:
             ax2.plot(steps, [r[key] for r in val], style, label=label, ms=4)
@@ -88,23 +90,29 @@ def plot_curves(run_dir: Path, png: Path) -> None:
     plt.close(fig)
 
 
+def _batch(run_dir: Path) -> int:
+    import yaml
+
+    return int(yaml.safe_load((Path(run_dir) / "config.yaml").read_text())["batch_size"])
+
+
 def quality_table(run_dir: Path) -> str:
     """Markdown rows: per validation, the model's AP50/AUC next to the trivial baselines."""
     from avloc.training.logs import read_metrics
 
     rows = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r["kind"] == "val"]
     nan = float("nan")
-    lines = ["| epoch | step | samples seen | val AP50 (cIoU>=0.5) | val AUC | mean cIoU | centre prior AP50 / AUC "
-             "| whole image AP50 / AUC | audio->image top-1 (chance) | val contrastive |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| epoch | step | val AP50 real audio | silent audio | other-class audio | verdict | val AUC "
+             "| centre prior AP50 | whole image AP50 | audio->image top-1 (chance) | val contrastive | audio cos |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         epoch = str(r["epoch"] + 1) if r["epoch"] >= 0 else "0 (untrained)"
-        lines.append(f"| {epoch} | {r['step']} | {r['samples_seen']} | {r.get('val_ap50', nan):.3f} "
-                     f"| {r.get('val_auc', nan):.3f} | {r.get('val_mean_ciou', nan):.3f} "
-                     f"| {r.get('baseline_centre_ap50', nan):.3f} / {r.get('baseline_centre_auc', nan):.3f} "
-                     f"| {r.get('baseline_whole_ap50', nan):.3f} / {r.get('baseline_whole_auc', nan):.3f} "
+        uses = {True: "uses the sound", False: "NOT using the sound", None: "-"}[r.get("val_uses_sound")]
+        lines.append(f"| {epoch} | {r['step']} | {r.get('val_ap50', nan):.3f} | {r.get('val_silence_ap50', nan):.3f} "
+                     f"| {r.get('val_shuffled_ap50', nan):.3f} | {uses} | {r.get('val_auc', nan):.3f} "
+                     f"| {r.get('baseline_centre_ap50', nan):.3f} | {r.get('baseline_whole_ap50', nan):.3f} "
                      f"| {r.get('val_retrieval_a2i', nan):.3f} ({r.get('val_retrieval_chance', nan):.3f}) "
-                     f"| {r.get('val_contrastive', nan):.3f} |")
+                     f"| {r.get('val_contrastive', nan):.3f} | {r.get('val_audio_cos', nan):.3f} |")
     return "\n".join(lines)
 
 
@@ -114,7 +122,8 @@ def main(argv=None) -> int:
     parser.add_argument("work", type=Path, nargs="?", help="work folder: clips, shards and the run")
     parser.add_argument("--n-clips", "--clips", dest="n_clips", type=int, default=960)
     parser.add_argument("--classes", type=int, default=8)
-    parser.add_argument("--distractors", choices=["silent", "class"], default="silent")
+    parser.add_argument("--distractors", choices=["class", "silent"], default="class",
+                        help="class: shortcut-free (default); silent: the visual-shortcut set")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra training config KEY=VALUE")
     parser.add_argument("--png", type=Path, default=None, help="write the training/validation curves here")
     parser.add_argument("--table", type=Path, default=None, help="print the validation table of this run folder")
