@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 
 from avloc import schema
-from avloc.tools.shard_writer import ShardWriter, atomic_write_bytes
+from avloc.tools.shard_writer import ShardWriter
+from avloc.utils.atomic import atomic_write_bytes
 
 CLASSES = ["cat", "dog", "car", "rain, heavy"]
 

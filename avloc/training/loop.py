@@ -139,14 +139,14 @@ class Trainer:
         return self
 
     def _build_loaders(self) -> None:
-        from avloc.data import build_loader
+        from avloc.data import LoaderOptions, build_loader
 
         cfg = self.cfg
         common = dict(backend=cfg.loader, device=self.device, seed=cfg.seed, image_size=cfg.image_size,
                       num_workers=cfg.num_workers, bad_sample=cfg.bad_sample)
-        self.loader = build_loader(self.shards, split="train", mode="train", batch_size=self.local_batch,
-                                   rank=self.dist.rank, world_size=self.dist.world_size, drop_last=cfg.drop_last,
-                                   spec_mask_fill=cfg.spec_mask_fill, **common)
+        self.loader = build_loader(self.shards, "train", LoaderOptions(
+            mode="train", batch_size=self.local_batch, rank=self.dist.rank, world_size=self.dist.world_size,
+            drop_last=cfg.drop_last, spec_mask_fill=cfg.spec_mask_fill, **common))
         if len(self.loader) == 0:
             raise InputError(f"the train split of {self.shards} gives no full batch of {self.local_batch} clips per rank "
                              f"({self.loader.num_samples} samples, {self.dist.world_size} rank(s)); "
@@ -157,8 +157,8 @@ class Trainer:
                 raise InputError(f"{self.shards} has no '{cfg.val_split}' split to validate on (counts: {counts}); "
                                  "shard with --val-fraction or --val-list, or set val_every=0")
             if self.dist.is_main:
-                self.val_loader = build_loader(self.shards, split=cfg.val_split, mode="eval",
-                                               batch_size=cfg.val_batch_size, rank=0, world_size=1, **common)
+                self.val_loader = build_loader(self.shards, cfg.val_split, LoaderOptions(
+                    mode="eval", batch_size=cfg.val_batch_size, rank=0, world_size=1, **common))
 
     def autocast(self):
         if self.precision in ("bf16", "fp16"):
@@ -300,7 +300,7 @@ class Trainer:
                 "world_size": self.dist.world_size, "dist_backend": self.dist.backend,
                 "global_batch": cfg.batch_size, "local_batch": self.local_batch,
                 "global_negatives": bool(cfg.global_negatives and self.dist.enabled), "batchnorm": cfg.batchnorm,
-                "image_size": cfg.image_size, "spec_mask_fill": self.loader.spec_mask_fill,
+                "image_size": cfg.image_size, "spec_mask_fill": self.loader.options.spec_mask_fill,
                 "train_samples": self.loader.num_samples,
                 "steps_per_epoch": len(self.loader), "shards": str(self.shards),
                 "tensorboard": self.metrics.tb_status if self.dist.is_main else None}
