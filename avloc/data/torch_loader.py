@@ -41,7 +41,7 @@ def decode_sample(members: dict, aug, options: LoaderOptions):
 
 
 class EpochBatches(IterableDataset):
-    """One rank's epoch as batches (picklable: plain lists and numbers only)."""
+    """One rank's epoch as batches (picklable: plain lists, numbers and the options)."""
 
     def __init__(self, *, tars: list, stream: list, order: list, member_counts: list, num_batches: int,
                  start_batch: int, epoch: int, options: LoaderOptions):
