@@ -131,7 +131,7 @@ def _mask_start(width, axis_len):
 
 def spec_augment(spec, *, frames: int = schema.SPEC_FRAMES, fill_value: float = 0.0):
     """One frequency mask and one time mask, widths uniform in [0, MASK_MAX_WIDTH], filled with
-    ``fill_value`` (log-spectrogram units; the recipe's 0.0, see augment.SPEC_MASK_FILLS)."""
+    ``fill_value`` (log-spectrogram units; the recipe's 0.0, see options.SPEC_MASK_FILLS)."""
     widths = list(range(augment.MASK_MAX_WIDTH + 1))
     f_width = fn.cast(fn.random.uniform(values=widths, dtype=types.INT32), dtype=types.FLOAT)
     t_width = fn.cast(fn.random.uniform(values=widths, dtype=types.INT32), dtype=types.FLOAT)

@@ -9,6 +9,8 @@
   zero-padded bytes and this wrapper parses (DALI has no JSON operator; ~10 us per sample, far
   below the decode cost, and it needs no side table that could disagree with the shard). The
   key comes from the reader's source info (``<tar>:<offset>:<key>.jpg``): what was actually read.
+* Epoch, position, resume point and counters are avloc.data.loader's, as for every loader; this
+  file holds only what is DALI's.
 * Resume: the pipeline is built with ``enable_checkpointing``; ``state_dict()`` holds the
   iterator's DALI checkpoint (reader position, shuffle buffer and random generator states),
   so ``load_state_dict`` + iterating continues the epoch at the next batch, bit-identically.
@@ -22,18 +24,18 @@
 from __future__ import annotations
 
 import io
-import logging
 import tempfile
 
 import numpy as np
 import torch
 
-from avloc.data import augment
 from avloc.data.batch import parse_meta
-from avloc.data.shards import ShardEpochPlanner, ShardSet, rank_samples
+from avloc.data.loader import Loader
+from avloc.data.options import LoaderOptions
+from avloc.data.shards import ShardSet, rank_plan, rank_samples
 from avloc.errors import AvlocError, InputError
+from avloc.utils.progress import warn
 
-log = logging.getLogger("avloc.data")
 OUTPUTS = ["image", "spec", "meta", "source"]
 
 
@@ -64,31 +66,19 @@ def find_undecodable_jpeg(shards: ShardSet, samples: list):
     return None
 
 
-class DaliShardLoader(ShardEpochPlanner):
+class DaliShardLoader(Loader):
+    """The Loader protocol over a DALI pipeline; ``prefetch`` batches are queued per pipeline."""
+
     backend = "dali"
 
-    def __init__(self, shards: ShardSet, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
-                 world_size: int = 1, seed: int = 12345, image_size: int = 224, num_workers: int = 2,
-                 drop_last: bool = True, shuffle_buffer: int = 1024, prefetch: int = 2, spec_mask_fill: str = "zero"):
-        augment.mask_fill_value(spec_mask_fill)
-        self.spec_mask_fill = spec_mask_fill
+    def __init__(self, shards: ShardSet, options: LoaderOptions, *, prefetch: int = 2):
+        super().__init__(options)
         self.shards = shards
-        self.mode, self.train = mode, mode == "train"
-        self.batch_size = batch_size
-        self.device = torch.device(device)
         self.gpu = self.device.type == "cuda"
         self.device_id = None
         if self.gpu:
             self.device_id = self.device.index if self.device.index is not None else torch.cuda.current_device()
-        self.rank, self.world_size = rank, world_size
-        self.seed, self.image_size = seed, image_size
-        self.num_threads = max(1, num_workers)
-        self.drop_last = drop_last
-        self.shuffle_buffer = shuffle_buffer
         self.prefetch = prefetch
-        self.epoch = 0
-        self.batches_done = 0
-        self._pending = None  # a state to resume from on the next __iter__
         self._iterator = None
         self._index_dir = None
         if shards.skipped_at_open:
@@ -103,45 +93,34 @@ class DaliShardLoader(ShardEpochPlanner):
         return self.shards.num_samples
 
     @property
-    def skipped(self) -> int:
+    def skipped_at_open(self) -> int:
         return self.shards.skipped_at_open
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.batches_done = 0
-        self._pending = None
-
-    def close(self) -> None:
-        """Release the pipeline (its threads stop prefetching); the next iteration builds a new one."""
-        self._iterator = None
+    def __len__(self) -> int:
+        return rank_plan(self.shards, self.options, self.epoch).num_batches
 
     def state_dict(self) -> dict:
-        state = {"backend": self.backend, "epoch": self.epoch, "batches_done": self.batches_done, "seed": self.seed,
-                 "rank": self.rank, "world_size": self.world_size}
+        state = super().state_dict()
         if self._iterator is not None and 0 < self.batches_done < len(self):
             state["dali_checkpoint"] = self._iterator.checkpoints()[0]
         return state
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.batches_done = int(state["batches_done"])
-        self._pending = dict(state)
 
     def build_pipeline(self, checkpoint=None):
         from avloc.pipelines.eval import eval_pipeline
         from avloc.pipelines.train import train_pipeline
 
-        plan = self._plan()
+        o = self.options
+        plan = rank_plan(self.shards, o, self.epoch)
         shards = self.shards.shards
         paths = [str(shards[i].tar) for i in plan.shard_order]
         index_paths = [self._index_paths[i] for i in plan.shard_order]
-        extra = {"mask_fill": augment.mask_fill_value(self.spec_mask_fill)} if self.train else {}
-        make = train_pipeline if self.train else eval_pipeline
-        pipe = make(paths, index_paths, **extra, shard_id=self.rank, num_shards=self.world_size,
-                    reader_seed=_derived_seed(self.seed, self.epoch, self.rank, 1), gpu=self.gpu,
-                    image_size=self.image_size, shuffle_buffer=self.shuffle_buffer,
-                    batch_size=self.batch_size, num_threads=self.num_threads, device_id=self.device_id,
-                    seed=_derived_seed(self.seed, self.epoch, self.rank, 2), prefetch_queue_depth=self.prefetch,
+        extra = {"mask_fill": o.mask_fill} if o.train else {}
+        make = train_pipeline if o.train else eval_pipeline
+        pipe = make(paths, index_paths, **extra, shard_id=o.rank, num_shards=o.world_size,
+                    reader_seed=_derived_seed(o.seed, self.epoch, o.rank, 1), gpu=self.gpu,
+                    image_size=o.image_size, shuffle_buffer=o.shuffle_buffer,
+                    batch_size=o.batch_size, num_threads=max(1, o.num_workers), device_id=self.device_id,
+                    seed=_derived_seed(o.seed, self.epoch, o.rank, 2), prefetch_queue_depth=self.prefetch,
                     checkpoint=checkpoint)
         pipe.build()
         return pipe, plan
@@ -152,7 +131,7 @@ class DaliShardLoader(ShardEpochPlanner):
         from avloc.pipelines.graph import READER_NAME
 
         pipe, plan = self.build_pipeline(checkpoint)
-        policy = LastBatchPolicy.DROP if self.drop_last else LastBatchPolicy.PARTIAL
+        policy = LastBatchPolicy.DROP if self.options.drops_last else LastBatchPolicy.PARTIAL
         try:
             it = DALIGenericIterator(pipe, OUTPUTS, reader_name=READER_NAME, last_batch_policy=policy, auto_reset=False)
         except RuntimeError as exc:
@@ -163,11 +142,11 @@ class DaliShardLoader(ShardEpochPlanner):
         found = find_undecodable_jpeg(self.shards, rank_samples(self.shards, plan))
         if found is None:
             first = str(exc).strip().splitlines()
-            raise AvlocError(f"DALI pipeline failed on rank {self.rank}, epoch {self.epoch}: "
+            raise AvlocError(f"DALI pipeline failed on rank {self.options.rank}, epoch {self.epoch}: "
                              f"{' '.join(first[-3:]) if first else type(exc).__name__}") from None
         shard, key, why = found
         advice = (" (DALI cannot drop a sample mid-batch: use backend='torch' to skip it, or remove it)"
-                  if self.shards.bad_sample == "skip" else "")
+                  if self.options.bad_sample == "skip" else "")
         raise InputError(f"bad sample {key!r} in shard {shard}: the JPEG cannot be decoded ({why}){advice}") from None
 
     def _to_batch(self, out: dict) -> dict:
@@ -193,25 +172,18 @@ class DaliShardLoader(ShardEpochPlanner):
         return {"image": image, "spec": spec, "key": keys, "label": label_tensor, "bbox": bboxes}
 
     def __iter__(self):
-        pending, self._pending = self._pending, None
-        start = 0
-        checkpoint = None
-        if pending and int(pending["batches_done"]) >= len(self):
-            self.batches_done = int(pending["batches_done"])
+        start = self.position.begin()
+        if start >= len(self):
             return  # the saved position is the end of this epoch
-        if pending and int(pending["batches_done"]) > 0:
-            start = int(pending["batches_done"])
-            checkpoint = pending.get("dali_checkpoint")
+        checkpoint = self.position.resumed_state.get("dali_checkpoint") if start else None
         self._iterator = None
         it, plan = self._make_iterator(checkpoint)
         self._iterator = it
         if start and checkpoint is None:
             # a state without a DALI checkpoint (e.g. written by the torch backend): replay the batches
-            log.warning("resuming epoch %d at batch %d without a DALI checkpoint: replaying %d batches",
-                        self.epoch, start, start)
+            warn(f"resuming epoch {self.epoch} at batch {start} without a DALI checkpoint: replaying {start} batches")
             for _ in range(start):
                 next(it)
-        self.batches_done = start
         while self.batches_done < plan.num_batches:
             try:
                 out = next(it)[0]
@@ -221,5 +193,5 @@ class DaliShardLoader(ShardEpochPlanner):
                 self._iterator = None
                 self._raise_pipeline_error(exc, plan)
             batch = self._to_batch(out)
-            self.batches_done += 1
+            self.position.count(len(batch["key"]))
             yield batch

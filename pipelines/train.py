@@ -5,12 +5,13 @@ from __future__ import annotations
 from nvidia.dali import pipeline_def, types
 
 from avloc.data import augment
+from avloc.data.options import SHUFFLE_BUFFER
 from avloc.pipelines import graph
 
 
 @pipeline_def(enable_checkpointing=True)
 def train_pipeline(paths, index_paths, *, shard_id=0, num_shards=1, reader_seed=0, gpu=False,
-                   image_size=augment.IMAGE_SIZE, shuffle_buffer=augment.SHUFFLE_BUFFER, image_dtype=types.FLOAT,
+                   image_size=augment.IMAGE_SIZE, shuffle_buffer=SHUFFLE_BUFFER, image_dtype=types.FLOAT,
                    mask_fill=0.0):
     jpg, spec, meta, source = graph.read_shards(paths, index_paths, shard_id=shard_id, num_shards=num_shards,
                                                 shuffle=True, seed=reader_seed, shuffle_buffer=shuffle_buffer)

@@ -221,11 +221,11 @@ def test_loader_data_folder_and_shards_hold_the_same_clips(tmp_path):
     spectrograms = stored float16 ones (to fp16 rounding)."""
     from avloc import schema
     from avloc.bench.loaders import _Measure, build_data
-    from avloc.data import build_loader
+    from avloc.data import LoaderOptions, build_loader
 
     folder, shards = build_data(tmp_path, 6, unique=2, samples_per_shard=4)
-    a = list(build_loader(folder, backend="folder", mode="eval", batch_size=3, num_workers=0))
-    b = list(build_loader(shards, backend="torch", mode="eval", batch_size=3, num_workers=0))
+    a = list(build_loader(folder, "train", LoaderOptions(backend="folder", mode="eval", batch_size=3, num_workers=0)))
+    b = list(build_loader(shards, "train", LoaderOptions(backend="torch", mode="eval", batch_size=3, num_workers=0)))
     # run_shard permutes the clips within a split (seeded), so the two are matched by key
     spec_a = {k: batch["spec"][i] for batch in a for i, k in enumerate(batch["key"])}
     spec_b = {k: batch["spec"][i] for batch in b for i, k in enumerate(batch["key"])}
@@ -234,7 +234,8 @@ def test_loader_data_folder_and_shards_hold_the_same_clips(tmp_path):
         assert torch.allclose(spec_a[key], spec_b[key], atol=0.02 / schema.SPEC_SCALE), key
     assert a[0]["image"].shape == b[0]["image"].shape
     assert len(list((tmp_path / "clips").iterdir())) == 6 and len(list((tmp_path / "synth" / "clips").iterdir())) == 2
-    rate = _Measure(build_loader(shards, backend="torch", mode="train", batch_size=2, num_workers=0), 2, 2)()
+    options = LoaderOptions(backend="torch", mode="train", batch_size=2, num_workers=0)
+    rate = _Measure(build_loader(shards, "train", options), 2, 2)()
     assert rate > 0
 
 

@@ -11,7 +11,7 @@ import torch
 
 import loader_fixtures as lf
 from avloc import schema
-from avloc.data import augment, build_loader
+from avloc.data import LoaderOptions, augment, build_loader
 from avloc.errors import InputError
 
 torch.set_num_threads(1)
@@ -37,9 +37,9 @@ def stored_spec(key: str) -> torch.Tensor:
     return torch.from_numpy(lf.random_spec(i).astype(np.float32)).unsqueeze(0) / schema.SPEC_SCALE
 
 
-def load(source, backend, **kw):
+def load(source, backend, split="train", **kw):
     kw.setdefault("num_workers", 2 if backend == "torch" else 1)
-    return build_loader(source, backend=backend, **kw)
+    return build_loader(source, split, LoaderOptions(backend=backend, **kw))
 
 
 @pytest.mark.parametrize("backend", SHARD_BACKENDS)
@@ -144,10 +144,11 @@ def test_spec_mask_fill_silence(shards, backend):
 
 def test_spec_mask_fill_folder_and_bad_value(folder, shards):
     root, ids = folder
-    spec = next(iter(build_loader(root, mode="train", batch_size=6, num_workers=0, spec_mask_fill="silence")))["spec"]
+    options = LoaderOptions(mode="train", batch_size=6, num_workers=0, spec_mask_fill="silence")
+    spec = next(iter(build_loader(root, "train", options)))["spec"]
     assert (spec == SILENCE).any() and not (spec == 0).any()
     with pytest.raises(InputError, match="spec_mask_fill must be one of zero, silence"):
-        build_loader(shards[0], backend="torch", spec_mask_fill="mean")
+        build_loader(shards[0], "train", LoaderOptions(backend="torch", spec_mask_fill="mean"))
 
 
 def test_augment_draws_are_uniform():
@@ -248,11 +249,33 @@ def test_torch_loader_order_does_not_depend_on_workers(shards):
     root, _ = shards
     runs = []
     for workers in (0, 1, 2):  # 9 batches: the two workers build 5 and 4
-        loader = build_loader(root, backend="torch", mode="train", batch_size=5, num_workers=workers)
+        loader = build_loader(root, "train", LoaderOptions(backend="torch", mode="train", batch_size=5,
+                                                           num_workers=workers))
         runs.append(list(loader))
     for other in runs[1:]:
         assert [b["key"] for b in other] == [b["key"] for b in runs[0]]
         assert all(torch.equal(x["image"], y["image"]) for x, y in zip(other, runs[0]))
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS + ["folder"])
+def test_every_loader_follows_the_protocol(shards, folder, backend):
+    from avloc.data import Loader
+
+    root = folder[0] if backend == "folder" else shards[0]
+    loader = load(root, backend, mode="train", batch_size=4)
+    assert isinstance(loader, Loader) and loader.backend == backend and loader.options.batch_size == 4
+    assert loader.num_samples == (6 if backend == "folder" else 48)
+    assert (loader.samples_read, loader.skipped, loader.skipped_this_epoch) == (0, 0, 0)
+    steps = len(loader)
+    assert len(list(loader)) == steps and loader.samples_read == 4 * steps
+    loader.set_epoch(1)
+    it = iter(loader)
+    next(it)
+    assert loader.samples_read == 4 * steps + 4 and (loader.epoch, loader.batches_done) == (1, 1)
+    state = loader.state_dict()
+    common = {k: state[k] for k in ("backend", "epoch", "batches_done", "seed", "rank", "world_size")}
+    assert common == {"backend": backend, "epoch": 1, "batches_done": 1, "seed": 12345, "rank": 0, "world_size": 1}
+    del it
 
 
 # ---------------------------------------------------------------- bad input
@@ -301,9 +324,10 @@ def test_torch_corrupt_jpeg_inside_a_shard(tmp_path):
     bad = lf.clip_key(5)
     keys = lf.write_shards(tmp_path, {"train": 12}, samples_per_shard=12, corrupt_jpeg={bad})["train"]
     with pytest.raises(InputError, match=rf"bad sample '{bad}' in shard .*train-000000\.tar") as err:
-        list(build_loader(tmp_path, backend="torch", mode="eval", batch_size=4, num_workers=2))
+        list(build_loader(tmp_path, "train", LoaderOptions(backend="torch", mode="eval", batch_size=4, num_workers=2)))
     assert "\n" not in str(err.value)
-    loader = build_loader(tmp_path, backend="torch", mode="eval", batch_size=4, num_workers=2, bad_sample="skip")
+    loader = build_loader(tmp_path, "train", LoaderOptions(backend="torch", mode="eval", batch_size=4, num_workers=2,
+                                                           bad_sample="skip"))
     batches = list(loader)
     assert keys_of(batches) == [k for k in keys if k != bad]
     assert [len(b["key"]) for b in batches] == [4, 3, 4]  # the batch holding it is one short, nothing substituted
@@ -319,19 +343,19 @@ def test_torch_corrupt_tar_header(tmp_path):
     data[header:header + 100] = b"\x07" * 100
     tar.write_bytes(bytes(data))
     with pytest.raises(InputError, match=r"train-000000\.tar"):
-        list(build_loader(tmp_path, backend="torch", mode="eval", batch_size=4, num_workers=0))
+        list(build_loader(tmp_path, "train", LoaderOptions(backend="torch", mode="eval", batch_size=4, num_workers=0)))
 
 
 def test_not_a_shard_dir_and_bad_arguments(tmp_path, shards):
     with pytest.raises(InputError, match="no dataset.json"):
-        build_loader(tmp_path, backend="torch")
+        build_loader(tmp_path, "train", LoaderOptions(backend="torch"))
     root, _ = shards
     with pytest.raises(InputError, match="bad_sample"):
-        build_loader(root, backend="torch", bad_sample="ignore")
+        build_loader(root, "train", LoaderOptions(backend="torch", bad_sample="ignore"))
     with pytest.raises(InputError, match="not one full batch"):
-        build_loader(root, backend="torch", mode="train", batch_size=64)
+        build_loader(root, "train", LoaderOptions(backend="torch", mode="train", batch_size=64))
     with pytest.raises(InputError, match="no shards for split 'test'"):
-        build_loader(root, backend="torch", split="test")
+        build_loader(root, "test", LoaderOptions(backend="torch"))
 
 
 # ---------------------------------------------------------------- folder (reference) loader
@@ -349,7 +373,7 @@ def test_folder_loader_eval_matches_the_recipe(folder):
     from avloc.spectrogram import fnac_spectrogram_from_samples
 
     root, ids = folder
-    loader = build_loader(root, mode="eval", batch_size=4, num_workers=2)
+    loader = build_loader(root, "train", LoaderOptions(mode="eval", batch_size=4, num_workers=2))
     assert loader.backend == "folder" and len(loader) == 2
     batches = list(loader)
     assert keys_of(batches) == sorted(ids)
@@ -365,13 +389,14 @@ def test_folder_loader_train_ranks_and_resume(folder):
     root, ids = folder
     got = []
     for rank in range(2):
-        loader = build_loader(root, mode="train", batch_size=3, rank=rank, world_size=2, num_workers=0)
+        loader = build_loader(root, "train", LoaderOptions(mode="train", batch_size=3, rank=rank, world_size=2,
+                                                           num_workers=0))
         loader.set_epoch(4)
         got.append(keys_of(loader))
     assert sorted(got[0] + got[1]) == sorted(ids)
-    a = build_loader(root, mode="train", batch_size=1, num_workers=0)
+    a = build_loader(root, "train", LoaderOptions(mode="train", batch_size=1, num_workers=0))
     full = list(a)
-    b = build_loader(root, mode="train", batch_size=1, num_workers=0)
+    b = build_loader(root, "train", LoaderOptions(mode="train", batch_size=1, num_workers=0))
     b.load_state_dict({"epoch": 0, "batches_done": 4})
     rest = list(b)
     assert [x["key"] for x in rest] == [x["key"] for x in full[4:]]
@@ -382,12 +407,12 @@ def test_folder_loader_bad_files(tmp_path):
     ids = lf.write_folder(tmp_path, 4)
     (tmp_path / "audio" / f"{ids[2]}.wav").write_bytes(b"RIFF not really a wav")
     with pytest.raises(InputError, match=rf"bad sample '{ids[2]}'"):
-        list(build_loader(tmp_path, mode="eval", batch_size=2, num_workers=0))
-    loader = build_loader(tmp_path, mode="eval", batch_size=2, num_workers=0, bad_sample="skip")
+        list(build_loader(tmp_path, "train", LoaderOptions(mode="eval", batch_size=2, num_workers=0)))
+    loader = build_loader(tmp_path, "train", LoaderOptions(mode="eval", batch_size=2, num_workers=0, bad_sample="skip"))
     assert keys_of(loader) == [ids[0], ids[1], ids[3]] and loader.skipped == 1
     os.remove(tmp_path / "frames" / f"{ids[0]}.jpg")
     with pytest.raises(InputError, match="frame or a wav but not both"):
-        build_loader(tmp_path, mode="eval", batch_size=2)
+        build_loader(tmp_path, "train", LoaderOptions(mode="eval", batch_size=2))
 
 
 # ---------------------------------------------------------------- train frame geometry
@@ -460,4 +485,3 @@ def test_state_at_epoch_end_resumes_to_nothing(shards, backend):
     assert list(resumed) == []
     resumed.set_epoch(2)
     assert len(list(resumed)) == 6
-

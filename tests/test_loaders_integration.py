@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from avloc.data import build_loader
+from avloc.data import LoaderOptions, build_loader
 
 BACKENDS = ["torch", pytest.param("dali", marks=pytest.mark.dali)]
 
@@ -31,7 +31,7 @@ def test_loader_reads_what_avloc_shard_wrote(sharded, backend):
     classes = json.loads((shards / "dataset.json").read_text())["classes"]  # the shard tool's class order
     seen = []
     for split in sorted({item["split"] for item in clips.items}):
-        loader = build_loader(shards, split=split, mode="eval", batch_size=4, backend=backend, num_workers=1)
+        loader = build_loader(shards, split, LoaderOptions(mode="eval", batch_size=4, backend=backend, num_workers=1))
         for batch in loader:
             assert batch["image"].shape[1:] == (3, 224, 224) and batch["spec"].shape[1:] == (1, 257, 200)
             assert torch.isfinite(batch["spec"]).all() and batch["spec"].abs().max() < 3  # log-PSD / 12

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import loader_fixtures as lf
-from avloc.data import build_loader
+from avloc.data import LoaderOptions, build_loader
 from avloc.data.shards import ShardSet, plan_epoch
 from avloc.errors import InputError
 
@@ -30,8 +30,8 @@ def keys_of(batches):
 @pytest.mark.parametrize("size", [(341, 256), (96, 72)])
 def test_eval_parity_dali_cpu_vs_torch(tmp_path, size):
     lf.write_shards(tmp_path, {"val": 13}, samples_per_shard=5, width=size[0], height=size[1])
-    dali = list(build_loader(tmp_path, split="val", mode="eval", batch_size=4, backend="dali", num_workers=1))
-    ref = list(build_loader(tmp_path, split="val", mode="eval", batch_size=4, backend="torch", num_workers=0))
+    dali = list(build_loader(tmp_path, "val", LoaderOptions(mode="eval", batch_size=4, backend="dali", num_workers=1)))
+    ref = list(build_loader(tmp_path, "val", LoaderOptions(mode="eval", batch_size=4, backend="torch", num_workers=0)))
     assert [b["key"] for b in dali] == [b["key"] for b in ref] and len(keys_of(ref)) == 13
     levels = []
     for d, r in zip(dali, ref):
@@ -49,8 +49,9 @@ def test_dali_and_torch_put_the_same_samples_on_each_rank(tmp_path):
         for rank in range(2):
             sets = []
             for backend in ("dali", "torch"):
-                loader = build_loader(tmp_path, mode="train", batch_size=5, backend=backend, rank=rank, world_size=2,
-                                      num_workers=1, drop_last=False)
+                loader = build_loader(tmp_path, "train", LoaderOptions(mode="train", batch_size=5, backend=backend,
+                                                                       rank=rank, world_size=2, num_workers=1,
+                                                                       drop_last=False))
                 loader.set_epoch(epoch)
                 sets.append(sorted(keys_of(loader)))
             assert sets[0] == sets[1] and len(sets[0]) == 15
@@ -62,7 +63,7 @@ def test_reader_sizes_the_epoch(tmp_path):
 
     lf.write_shards(tmp_path, {"train": 21}, samples_per_shard=8)
     shards = ShardSet(tmp_path, "train")
-    loader = DaliShardLoader(shards, mode="train", batch_size=4, rank=1, world_size=2, num_workers=1)
+    loader = DaliShardLoader(shards, LoaderOptions(mode="train", batch_size=4, rank=1, world_size=2, num_workers=1))
     pipe, plan = loader.build_pipeline()
     assert pipe.reader_meta(READER_NAME)["epoch_size"] == 21
     assert plan == plan_epoch(shards, epoch=0, seed=12345, rank=1, world_size=2, batch_size=4, shuffle=True,
@@ -74,7 +75,8 @@ def test_dali_corrupt_jpeg_is_named(tmp_path):
     bad = lf.clip_key(6)
     lf.write_shards(tmp_path, {"train": 10}, samples_per_shard=5, corrupt_jpeg={bad})
     for policy, extra in (("error", ""), ("skip", "backend='torch'")):
-        loader = build_loader(tmp_path, mode="eval", batch_size=2, backend="dali", num_workers=1, bad_sample=policy)
+        loader = build_loader(tmp_path, "train", LoaderOptions(mode="eval", batch_size=2, backend="dali", num_workers=1,
+                                                               bad_sample=policy))
         with pytest.raises(InputError, match=rf"bad sample '{bad}' in shard train-000001\.tar.*{extra}") as err:
             list(loader)
         assert "\n" not in str(err.value)
@@ -83,7 +85,7 @@ def test_dali_corrupt_jpeg_is_named(tmp_path):
 def test_train_pipeline_crops_differ_from_eval_resize(tmp_path):
     """Train crops come from a 246-short-side resize: not the eval frame, and different per epoch."""
     lf.write_shards(tmp_path, {"train": 8}, samples_per_shard=8, width=341, height=256)
-    train = build_loader(tmp_path, mode="train", batch_size=8, backend="dali", num_workers=1)
+    train = build_loader(tmp_path, "train", LoaderOptions(mode="train", batch_size=8, backend="dali", num_workers=1))
     a = next(iter(train))
     train.set_epoch(1)
     b = next(iter(train))
@@ -96,8 +98,8 @@ def test_train_pipeline_crops_differ_from_eval_resize(tmp_path):
 @pytest.mark.gpu
 def test_gpu_decode_matches_cpu_pipeline(tmp_path):
     lf.write_shards(tmp_path, {"val": 12}, samples_per_shard=6, width=341, height=256)
-    gpu = list(build_loader(tmp_path, split="val", mode="eval", batch_size=4, backend="dali", device="cuda"))
-    cpu = list(build_loader(tmp_path, split="val", mode="eval", batch_size=4, backend="dali", device="cpu"))
+    gpu = list(build_loader(tmp_path, "val", LoaderOptions(mode="eval", batch_size=4, backend="dali", device="cuda")))
+    cpu = list(build_loader(tmp_path, "val", LoaderOptions(mode="eval", batch_size=4, backend="dali", device="cpu")))
     assert [b["key"] for b in gpu] == [b["key"] for b in cpu]
     for g, c in zip(gpu, cpu):
         assert g["image"].is_cuda and g["spec"].is_cuda and g["label"].is_cuda
@@ -109,7 +111,7 @@ def test_gpu_decode_matches_cpu_pipeline(tmp_path):
 @pytest.mark.gpu
 def test_gpu_train_batches(tmp_path):
     lf.write_shards(tmp_path, {"train": 16}, samples_per_shard=8)
-    loader = build_loader(tmp_path, mode="train", batch_size=8, backend="dali", device="cuda")
+    loader = build_loader(tmp_path, "train", LoaderOptions(mode="train", batch_size=8, backend="dali", device="cuda"))
     batches = list(loader)
     assert len(batches) == 2 and sorted(keys_of(batches)) == sorted(lf.clip_key(i) for i in range(16))
     assert batches[0]["image"].shape == (8, 3, 224, 224) and batches[0]["image"].dtype == torch.float32

@@ -119,7 +119,7 @@ def test_spec_mask_fill_reaches_the_train_loader(shards, tmp_path):
 
     cfg = build_config(None, TINY + ["spec_mask_fill=silence"])
     trainer = Trainer.build(cfg, shards)
-    assert trainer.loader.spec_mask_fill == "silence"
+    assert trainer.loader.options.spec_mask_fill == "silence"
     batch = next(iter(trainer.loader))
     assert not (batch["spec"] == 0).any()  # masks hold silence, and the fixture's spectra are never 0
 

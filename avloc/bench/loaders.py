@@ -112,7 +112,7 @@ class _Measure:
 def run(ctx: BenchContext) -> list:
     import torch
 
-    from avloc.data import build_loader, dali_available
+    from avloc.data import LoaderOptions, build_loader, dali_available
 
     torch.set_num_threads(1)
     n = 1024 if ctx.quick else 2048
@@ -126,18 +126,21 @@ def run(ctx: BenchContext) -> list:
     for batch_size, k in ((256, 4), (64, 12)):
         size = f"batch {batch_size}"
         common = dict(mode="train", batch_size=batch_size, num_workers=WORKERS, seed=0)
+
+        def measure(source, **options):
+            return _Measure(build_loader(source, "train", LoaderOptions(**common, **options)), k, batch_size)
+
         variants = {}
         if folder is not None:
-            variants["folder (reference)"] = _Measure(build_loader(folder, backend="folder", **common), k, batch_size)
+            variants["folder (reference)"] = measure(folder, backend="folder")
         else:
             reason = "skipped: --shards given (no frames/audio copy of them to time)"
             records.append(skipped(SCENARIO, "folder (reference)", size, reason, unit="samples/s", higher_is_better=True))
-        variants["torch"] = _Measure(build_loader(shards, backend="torch", **common), k, batch_size)
+        variants["torch"] = measure(shards, backend="torch")
         if dali_available():
-            variants["dali-cpu"] = _Measure(build_loader(shards, backend="dali", **common), k, batch_size)
+            variants["dali-cpu"] = measure(shards, backend="dali")
             if cuda:
-                variants["dali-gpu"] = _Measure(build_loader(shards, backend="dali", device="cuda", **common), k,
-                                                batch_size)
+                variants["dali-gpu"] = measure(shards, backend="dali", device="cuda")
         log(f"bench: loaders {size}: {', '.join(variants)}; {rounds} rounds of {k} batches")
         results = ctx.interleave(variants, rounds=rounds, warmup=warmup, desc=f"bench loaders {size}")
         for name, values in results.items():

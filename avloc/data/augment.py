@@ -1,4 +1,4 @@
-"""The FNAC augmentation recipe (fnac.md 1.2), defined once for every loader.
+"""The FNAC augmentation recipe (METHOD.md §1.2), defined once for every loader.
 
 The constants below are what the DALI graph (pipelines/graph.py) is built from; the functions
 are the PIL/torch implementation used by the torch shard loader and the folder loader.
@@ -21,23 +21,12 @@ import torch
 from PIL import Image
 
 from avloc import schema
+from avloc.data.options import SPEC_MASK_FILLS  # noqa: F401  (the fill values, by name)
 
 IMAGE_SIZE = 224
-RESIZE_SHORTER = int(IMAGE_SIZE * 1.1)  # 246
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MASK_MAX_WIDTH = 9  # mask widths are uniform integers in [0, MASK_MAX_WIDTH]
-SHUFFLE_BUFFER = 1024
-# What SpecAugment writes into its masks, in log-spectrogram units (before the division by 12).
-# "zero" is the recipe (fnac.md 1.2); since the log-spectrogram of audio in [-1, 1] is negative
-# everywhere (about -16 to -5), a zero band is the loudest thing in the spectrogram. "silence"
-# writes log(LOG_FLOOR), the value of digital silence, which is what a mask is meant to be; an
-# encoder trained from scratch on the synthetic clips collapses with zero fill and learns with
-# silence fill (benchmarks/results/train-quality-cpu.md).
-SPEC_MASK_FILLS = {"zero": 0.0, "silence": float(np.log(schema.LOG_FLOOR))}
-
-_MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-_STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 def resize_shorter_size(image_size: int = IMAGE_SIZE) -> int:
@@ -120,17 +109,11 @@ def mask_spans(aug: SampleAugment, bins: int, frames: int) -> tuple:
     return (f0, f0 + aug.freq_width), (t0, t0 + aug.time_width)
 
 
-def mask_fill_value(name: str) -> float:
-    if name not in SPEC_MASK_FILLS:
-        raise ValueError(f"spec_mask_fill must be one of {', '.join(SPEC_MASK_FILLS)}, got {name!r}")
-    return SPEC_MASK_FILLS[name]
-
-
-def spec_tensor(log_spec: np.ndarray, aug: SampleAugment = None, mask_fill: str = "zero") -> torch.Tensor:
-    """[257, T] log-spectrogram (any float dtype) -> [1, 257, T] float32 / 12, masked when ``aug`` is given."""
+def spec_tensor(log_spec: np.ndarray, aug: SampleAugment = None, fill: float = 0.0) -> torch.Tensor:
+    """[257, T] log-spectrogram (any float dtype) -> [1, 257, T] float32 / 12; when ``aug`` is given
+    its masks are set to ``fill`` (log-spectrogram units, a value of SPEC_MASK_FILLS)."""
     spec = torch.from_numpy(np.asarray(log_spec, dtype=np.float32).copy()).unsqueeze(0)
     if aug is not None:
-        fill = mask_fill_value(mask_fill)
         (f0, f1), (t0, t1) = mask_spans(aug, spec.shape[1], spec.shape[2])
         spec[:, f0:f1, :] = fill
         spec[:, :, t0:t1] = fill

@@ -13,9 +13,6 @@ import json
 import torch
 from torch.utils.data import default_collate
 
-BATCH_KEYS = ("image", "spec", "key", "label", "bbox")
-
-
 def parse_meta(data: bytes) -> tuple:
     """json member bytes -> (label, bbox). Raises ValueError on malformed metadata."""
     meta = json.loads(data)

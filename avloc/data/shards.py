@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -34,10 +33,10 @@ import numpy as np
 
 from avloc import schema
 from avloc.errors import InputError
+from avloc.utils.atomic import atomic_write_text
 
 REQUIRED_EXTS = (schema.EXT_FRAME, schema.EXT_SPEC, schema.EXT_META)
 SPEC_NBYTES = schema.SPEC_BINS * schema.SPEC_FRAMES * schema.SPEC_DTYPE.itemsize
-BAD_SAMPLE_POLICIES = ("error", "skip")
 
 
 @dataclasses.dataclass
@@ -140,11 +139,9 @@ def _shard_entries(summary: dict, split: str) -> list:
 
 
 class ShardSet:
-    """The valid samples of one split of a shards directory."""
+    """The valid samples of one split of a shards directory (``bad_sample``: "error" or "skip")."""
 
     def __init__(self, root, split: str = "train", *, bad_sample: str = "error"):
-        if bad_sample not in BAD_SAMPLE_POLICIES:
-            raise InputError(f"bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {bad_sample!r}")
         self.root = Path(root)
         self.split = split
         self.bad_sample = bad_sample
@@ -152,12 +149,10 @@ class ShardSet:
         if not summary_path.is_file():
             raise InputError(f"{self.root} is not a shards directory (no dataset.json); run `avloc shard` first")
         try:
-            self.summary = json.loads(summary_path.read_text())
+            summary = json.loads(summary_path.read_text())
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read {summary_path}: {exc}") from None
-        classes = self.summary.get("classes") or []
-        self.classes = [c if isinstance(c, str) else c.get("name") for c in classes]
-        names = _shard_entries(self.summary, split)
+        names = _shard_entries(summary, split)
         if not names:
             raise InputError(f"{summary_path} lists no shards for split {split!r}")
         self.bad: list[BadSample] = []
@@ -200,9 +195,7 @@ class ShardSet:
             for s in shard.samples:
                 rows.append(" ".join(f"{ext} {off} {size} {s.key}.{ext}" for ext, (off, size) in s.members.items()))
             path = out_dir / f"{i:06d}-{shard.index.name}"
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(f"v1.2 {len(rows)}\n" + "".join(r + "\n" for r in rows))
-            os.replace(tmp, path)
+            atomic_write_text(path, f"v1.2 {len(rows)}\n" + "".join(r + "\n" for r in rows))
             paths.append(path)
         return paths
 
@@ -241,17 +234,11 @@ def plan_epoch(shards: ShardSet, *, epoch: int, seed: int, rank: int, world_size
     return EpochPlan(order, start, stop, batches_per_epoch(shards.num_samples, rank, world_size, batch_size, drop_last))
 
 
-class ShardEpochPlanner:
-    """The read plan of a shard loader (mixin): the torch and DALI loaders share it, so both put
-    the same samples on each rank. Needs ``shards, epoch, seed, rank, world_size, batch_size,
-    train, drop_last``."""
-
-    def _plan(self) -> EpochPlan:
-        return plan_epoch(self.shards, epoch=self.epoch, seed=self.seed, rank=self.rank, world_size=self.world_size,
-                          batch_size=self.batch_size, shuffle=self.train, drop_last=self.drop_last)
-
-    def __len__(self) -> int:
-        return self._plan().num_batches
+def rank_plan(shards: ShardSet, options, epoch: int) -> EpochPlan:
+    """The read plan of one rank of a shard loader (LoaderOptions ``options``): the torch and DALI
+    loaders share it, so both put the same samples on each rank."""
+    return plan_epoch(shards, epoch=epoch, seed=options.seed, rank=options.rank, world_size=options.world_size,
+                      batch_size=options.batch_size, shuffle=options.train, drop_last=options.drops_last)
 
 
 def rank_samples(shards: ShardSet, plan: EpochPlan) -> list:

@@ -13,7 +13,6 @@ batch without decoding the ones before it.
 from __future__ import annotations
 
 import io
-import logging
 
 import numpy as np
 import torch
@@ -22,42 +21,39 @@ from torch.utils.data import DataLoader, IterableDataset
 from avloc import schema
 from avloc.data import augment
 from avloc.data.batch import make_batch, parse_meta
-from avloc.data.shards import ShardEpochPlanner, ShardSet, buffered_shuffle, rank_samples
-from avloc.data.workers import WorkerLoaderState, worker_options
+from avloc.data.loader import Loader
+from avloc.data.options import LoaderOptions
+from avloc.data.shards import ShardSet, buffered_shuffle, rank_plan, rank_samples
+from avloc.data.workers import stream_batches, worker_options
 
-log = logging.getLogger("avloc.data")
 
-
-def decode_sample(members: dict, aug, image_size: int, mask_fill: str = "zero"):
+def decode_sample(members: dict, aug, options: LoaderOptions):
     """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad."""
     from PIL import Image
 
     img = Image.open(io.BytesIO(members[schema.EXT_FRAME]))
     img.load()
-    image = augment.train_image(img, aug, image_size) if aug is not None else augment.eval_image(img, image_size)
-    spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug, mask_fill)
+    size = options.image_size
+    image = augment.train_image(img, aug, size) if aug is not None else augment.eval_image(img, size)
+    spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug, options.mask_fill)
     label, bbox = parse_meta(members[schema.EXT_META])
     return image, spec, label, bbox
 
 
 class EpochBatches(IterableDataset):
-    """One rank's epoch as batches (picklable: plain lists and numbers only)."""
+    """One rank's epoch as batches (picklable: plain lists, numbers and the options)."""
 
-    def __init__(self, *, tars: list, stream: list, order: list, member_counts: list, batch_size: int, num_batches: int,
-                 start_batch: int, train: bool, seed: int, epoch: int, rank: int, image_size: int,
-                 bad_sample: str, spec_mask_fill: str = "zero"):
+    def __init__(self, *, tars: list, stream: list, order: list, member_counts: list, num_batches: int,
+                 start_batch: int, epoch: int, options: LoaderOptions):
         self.tars = tars  # shard index -> tar path (str)
         self.stream = stream  # read order: [(shard index, key)]
         self.order = order  # stream positions in yield order
         self.member_counts = member_counts  # stream position -> members the sample has in the tar
-        self.batch_size = batch_size
+        self.batch_size = options.batch_size
         self.num_batches = num_batches
         self.start_batch = start_batch
-        self.train = train
-        self.seed, self.epoch, self.rank = seed, epoch, rank
-        self.image_size = image_size
-        self.bad_sample = bad_sample
-        self.spec_mask_fill = spec_mask_fill
+        self.epoch = epoch
+        self.options = options
 
     def _owned_batches(self) -> list:
         info = torch.utils.data.get_worker_info()
@@ -126,7 +122,8 @@ class EpochBatches(IterableDataset):
                 next_i += 1
 
     def _build(self, b: int, slots: dict) -> dict:
-        rng = augment.batch_rng(self.seed, self.epoch, self.rank, b) if self.train else None
+        o = self.options
+        rng = augment.batch_rng(o.seed, self.epoch, o.rank, b) if o.train else None
         images, specs, keys, labels, bboxes, skipped = [], [], [], [], [], 0
         for slot in range(len(slots)):
             aug = augment.draw_augment(rng) if rng is not None else None
@@ -136,12 +133,12 @@ class EpochBatches(IterableDataset):
                 error = members
             else:
                 try:
-                    image, spec, label, bbox = decode_sample(members, aug, self.image_size, self.spec_mask_fill)
+                    image, spec, label, bbox = decode_sample(members, aug, o)
                     error = None
                 except Exception as exc:  # PIL, json and shape errors all mean: this sample is bad
                     error = f"bad sample {key!r} in shard {self.tars[si]}: {type(exc).__name__}: {exc}"
             if error is not None:
-                if self.bad_sample == "error":
+                if o.bad_sample == "error":
                     return {"_error": error.replace("\n", " ")}
                 skipped += 1
                 continue
@@ -156,55 +153,42 @@ class EpochBatches(IterableDataset):
         return batch
 
 
-class TorchShardLoader(ShardEpochPlanner, WorkerLoaderState):
+class TorchShardLoader(Loader):
     backend = "torch"
 
-    def __init__(self, shards: ShardSet, *, mode: str = "train", batch_size: int = 256, device="cpu", rank: int = 0,
-                 world_size: int = 1, seed: int = 12345, image_size: int = 224, num_workers: int = 2,
-                 drop_last: bool = True, shuffle_buffer: int = augment.SHUFFLE_BUFFER, spec_mask_fill: str = "zero"):
-        augment.mask_fill_value(spec_mask_fill)
+    def __init__(self, shards: ShardSet, options: LoaderOptions):
+        super().__init__(options)
         self.shards = shards
-        self.mode = mode
-        self.train = mode == "train"
-        self.batch_size = batch_size
-        self.device = torch.device(device)
-        self.rank, self.world_size = rank, world_size
-        self.seed = seed
-        self.image_size = image_size
-        self.num_workers = num_workers
-        self.drop_last = drop_last
-        self.shuffle_buffer = shuffle_buffer
-        self.spec_mask_fill = spec_mask_fill
-        self._init_position()
 
     @property
     def num_samples(self) -> int:
         return self.shards.num_samples
 
     @property
-    def skipped(self) -> int:
-        return self.shards.skipped_at_open + self._skipped_runtime
+    def skipped_at_open(self) -> int:
+        return self.shards.skipped_at_open
+
+    def __len__(self) -> int:
+        return rank_plan(self.shards, self.options, self.epoch).num_batches
 
     def epoch_dataset(self, start_batch: int) -> EpochBatches:
-        plan = self._plan()
+        o = self.options
+        plan = rank_plan(self.shards, o, self.epoch)
         picked = rank_samples(self.shards, plan)
         stream = [(si, s.key) for si, _, s in picked]
-        if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, self.rank, 7])
-            order = buffered_shuffle(len(stream), self.shuffle_buffer, rng)
+        if o.train:
+            rng = np.random.default_rng([o.seed, self.epoch, o.rank, 7])
+            order = buffered_shuffle(len(stream), o.shuffle_buffer, rng)
         else:
             order = list(range(len(stream)))
         return EpochBatches(tars=[str(s.tar) for s in self.shards.shards], stream=stream, order=order,
-                            member_counts=[len(s.members) for _, _, s in picked],
-                            batch_size=self.batch_size, num_batches=plan.num_batches, start_batch=start_batch,
-                            train=self.train, seed=self.seed, epoch=self.epoch, rank=self.rank,
-                            image_size=self.image_size, bad_sample=self.shards.bad_sample,
-                            spec_mask_fill=self.spec_mask_fill)
+                            member_counts=[len(s.members) for _, _, s in picked], num_batches=plan.num_batches,
+                            start_batch=start_batch, epoch=self.epoch, options=o)
 
     def __iter__(self):
-        start = self._take_resume_point()
+        start = self.position.begin()
         dataset = self.epoch_dataset(start)
-        workers = max(0, min(self.num_workers, dataset.num_batches - start))
-        loader = DataLoader(dataset, batch_size=None, pin_memory=self.device.type == "cuda",
-                            persistent_workers=False, **worker_options(workers))
-        yield from self._stream(loader, start)
+        workers = max(0, min(self.options.num_workers, dataset.num_batches - start))
+        batches = DataLoader(dataset, batch_size=None, pin_memory=self.device.type == "cuda",
+                             persistent_workers=False, **worker_options(workers))
+        yield from stream_batches(batches, self)

@@ -1,4 +1,4 @@
-"""How DataLoader worker processes are started, in one place for every torch-side loader.
+"""DataLoader workers for the torch-side loaders: how they start, and how their batches are counted.
 
 Workers use one intra-op thread each (the cores are theirs to share). They are forked, except
 when DALI is loaded in this process: DALI pipelines own native threads that do not survive a
@@ -8,12 +8,14 @@ shutdown. Then workers start from a clean "forkserver" process instead.
 
 from __future__ import annotations
 
-import logging
 import sys
+from typing import Iterator
 
 import torch
 
-log = logging.getLogger("avloc.data")
+from avloc.data.batch import to_device
+from avloc.errors import InputError
+from avloc.utils.progress import warn
 
 
 def init_worker(_worker_id: int) -> None:
@@ -30,54 +32,17 @@ def worker_options(num_workers: int) -> dict:
     return options
 
 
-class WorkerLoaderState:
-    """Epoch position, resume point and bad-sample counts of a loader that runs DataLoader workers.
-
-    Shared by the torch shard loader and the folder loader: they differ in what a worker reads,
-    not in how batches are counted, resumed and checked.
-    """
-
-    backend = "?"
-
-    def _init_position(self) -> None:
-        self.epoch = 0
-        self.batches_done = 0
-        self._resume_from = 0
-        self.skipped_this_epoch = 0
-        self._skipped_runtime = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.batches_done = self._resume_from = 0
-
-    def state_dict(self) -> dict:
-        return {"backend": self.backend, "epoch": self.epoch, "batches_done": self.batches_done, "seed": self.seed,
-                "rank": self.rank, "world_size": self.world_size}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch = int(state["epoch"])
-        self.batches_done = self._resume_from = int(state["batches_done"])
-
-    def _take_resume_point(self) -> int:
-        start, self._resume_from = self._resume_from, 0
-        return start
-
-    def _stream(self, loader, start: int):
-        """Yield the worker batches on the device, counting position and skipped samples."""
-        from avloc.data.batch import to_device
-        from avloc.errors import InputError
-
-        self.batches_done = start
-        if start == 0:
-            self.skipped_this_epoch = 0
-        for batch in loader:
-            if "_error" in batch:
-                raise InputError(batch["_error"])
-            skipped = batch.pop("_skipped")
-            batch.pop("_index", None)
-            self.skipped_this_epoch += skipped
-            self._skipped_runtime += skipped
-            self.batches_done += 1
-            yield to_device(batch, self.device)
-        if self.skipped_this_epoch:
-            log.warning("epoch %d: skipped %d bad sample(s) on rank %d", self.epoch, self.skipped_this_epoch, self.rank)
+def stream_batches(batches, loader) -> Iterator[dict]:
+    """The batches workers built (with ``_skipped``, maybe ``_error``), on the loader's device,
+    counted in its position. A worker reports a bad sample as the batch's ``_error``."""
+    position = loader.position
+    for batch in batches:
+        if "_error" in batch:
+            raise InputError(batch["_error"])
+        skipped = batch.pop("_skipped")
+        batch.pop("_index", None)
+        position.count(len(batch["key"]), skipped)
+        yield to_device(batch, loader.device)
+    if position.skipped_this_epoch:
+        warn(f"epoch {position.epoch}: skipped {position.skipped_this_epoch} bad sample(s) on rank "
+             f"{loader.options.rank}")

@@ -125,7 +125,7 @@ class TrainingRun:
                 "world_size": trainer.dist.world_size, "dist_backend": trainer.dist.backend,
                 "global_batch": cfg.batch_size, "local_batch": trainer.local_batch,
                 "global_negatives": bool(cfg.global_negatives and trainer.dist.enabled), "batchnorm": cfg.batchnorm,
-                "image_size": cfg.image_size, "spec_mask_fill": trainer.loader.spec_mask_fill,
+                "image_size": cfg.image_size, "spec_mask_fill": trainer.loader.options.spec_mask_fill,
                 "train_samples": trainer.loader.num_samples,
                 "steps_per_epoch": len(trainer.loader), "shards": str(trainer.shards),
                 "tensorboard": self.metrics.tb_status if self.metrics is not None else None}

@@ -59,13 +59,13 @@ def dataset_counts(shards: Path) -> dict:
 def build_train_loaders(cfg: TrainConfig, shards: Path, device: torch.device, dist: dist_util.DistContext,
                   local_batch: int) -> tuple:
     """(train loader of this rank, val loader on rank 0 when validating else None)."""
-    from avloc.data import build_loader
+    from avloc.data import LoaderOptions, build_loader
 
     common = dict(backend=cfg.loader, device=device, seed=cfg.seed, image_size=cfg.image_size,
                   num_workers=cfg.num_workers, bad_sample=cfg.bad_sample)
-    loader = build_loader(shards, split="train", mode="train", batch_size=local_batch, rank=dist.rank,
-                          world_size=dist.world_size, drop_last=cfg.drop_last, spec_mask_fill=cfg.spec_mask_fill,
-                          **common)
+    loader = build_loader(shards, "train", LoaderOptions(
+        mode="train", batch_size=local_batch, rank=dist.rank, world_size=dist.world_size, drop_last=cfg.drop_last,
+        spec_mask_fill=cfg.spec_mask_fill, **common))
     if len(loader) == 0:
         raise InputError(f"the train split of {shards} gives no full batch of {local_batch} clips per rank "
                          f"({loader.num_samples} samples, {dist.world_size} rank(s)); lower batch_size or add clips")
@@ -76,8 +76,8 @@ def build_train_loaders(cfg: TrainConfig, shards: Path, device: torch.device, di
             raise InputError(f"{shards} has no '{cfg.val_split}' split to validate on (counts: {counts}); "
                              "shard with --val-fraction or --val-list, or set val_every=0")
         if dist.is_main:
-            val_loader = build_loader(shards, split=cfg.val_split, mode="eval", batch_size=cfg.val_batch_size,
-                                      rank=0, world_size=1, **common)
+            val_loader = build_loader(shards, cfg.val_split, LoaderOptions(
+                mode="eval", batch_size=cfg.val_batch_size, rank=0, world_size=1, **common))
     return loader, val_loader
 
 
