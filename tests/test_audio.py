@@ -119,7 +119,9 @@ def test_eval_and_folder_spectrograms_unchanged(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (64, 48), (90, 120, 30)).save(tmp_path / "f.jpg")
-    _, folder_spec = load_folder_sample(tmp_path / "f.jpg", path, None, 32)
+    from avloc.data import LoaderOptions
+
+    _, folder_spec = load_folder_sample(tmp_path / "f.jpg", path, None, LoaderOptions(mode="eval", image_size=32))
     ref_spec, _, _ = fnac_spectrogram_from_samples(ref_folder_read_wav(path)[0], SR)
     from avloc.data import augment
 
