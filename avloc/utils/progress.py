@@ -34,7 +34,8 @@ class _StderrHandler(logging.StreamHandler):
         super().__init__(sys.stderr)
 
     def emit(self, record):
-        self.setStream(sys.stderr)
+        # assigned, not setStream(): that flushes the previous stream, which may be closed by now
+        self.stream = sys.stderr
         super().emit(record)
 
 
