@@ -296,3 +296,24 @@ def test_quick_run_writes_table_json_and_plot(tmp_path):
     assert any(s.startswith("loaders") for s in scenarios) and any(s.startswith("train") for s in scenarios)
     assert not [row for row in rows if (row.get("skipped") or "").startswith("failed")]
     assert out_png.stat().st_size > 0
+
+
+def test_ablation_script_renders_a_set_trains_from_a_checkpoint_and_tabulates(tmp_path, capsys):
+    ablation = _script("ablation")
+    data = tmp_path / "set.pt"
+    assert ablation.main(["data", str(data), "--train", "8", "--val", "4", "--classes", "2", "--image-size", "64"]) == 0
+    first = tmp_path / "contrastive.jsonl"
+    assert ablation.main(["run", str(data), str(first), "--batch", "4", "--epochs", "1", "--weight", "0",
+                          "--threads", "1", "--save", str(tmp_path / "c")]) == 0
+    second = tmp_path / "w100.jsonl"
+    assert ablation.main(["run", str(data), str(second), "--batch", "4", "--epochs", "2", "--warmup", "1",
+                          "--threads", "1", "--probe-every", "1", "--load", str(tmp_path / "c-e1.pt")]) == 0
+    rows = [json.loads(line) for line in second.read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    assert train[0]["step"] == 2 and train[0]["weight"] == 100.0 and set(train[0]["grad"]) == {
+        "contrastive", "fns1", "tns", "fns2"}
+    capsys.readouterr()
+    assert ablation.main(["table", str(first), str(second), "--png", str(tmp_path / "a.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| contrastive | 1 |" in out and "| w100 | 2 |" in out
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
