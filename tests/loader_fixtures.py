@@ -7,6 +7,7 @@ written last, and ``dataset.json`` with the shard list and counts per split.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import wave
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from avloc import schema
@@ -21,6 +23,15 @@ from avloc.tools.sharding.writer import ShardWriter
 from avloc.utils.atomic import atomic_write_bytes
 
 CLASSES = ["cat", "dog", "car", "rain, heavy"]
+
+
+@pytest.fixture(autouse=True)
+def collect_dali_pipelines():
+    """Import into a test module that builds DALI pipelines. They sit in reference cycles, so without
+    a collection here one may still be garbage when a later test forks (the shard tool's workers);
+    a forked child that collects it hangs in DALI's shutdown."""
+    yield
+    gc.collect()
 
 
 def clip_key(i: int) -> str:

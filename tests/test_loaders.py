@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import loader_fixtures as lf
+from loader_fixtures import collect_dali_pipelines  # noqa: F401  (autouse)
 from avloc import schema
 from avloc.data import LoaderOptions, augment, build_loader
 from avloc.errors import InputError

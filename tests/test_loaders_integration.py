@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from avloc.data import LoaderOptions, build_loader
+from loader_fixtures import collect_dali_pipelines  # noqa: F401  (autouse)
 
 BACKENDS = ["torch", pytest.param("dali", marks=pytest.mark.dali)]
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import loader_fixtures as lf
+from loader_fixtures import collect_dali_pipelines  # noqa: F401  (autouse)
 from avloc.data import LoaderOptions, build_loader
 from avloc.data.shards import ShardSet, plan_epoch
 from avloc.errors import InputError
