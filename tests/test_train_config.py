@@ -25,9 +25,9 @@ def test_defaults_are_the_published_recipe():
 
 def test_spec_mask_fill_choices_match_the_loaders():
     from avloc.data.augment import SPEC_MASK_FILLS
-    from avloc.training.config import SPEC_MASK_FILL_CHOICES
+    from avloc.training.config import _CHOICES
 
-    assert SPEC_MASK_FILL_CHOICES == tuple(SPEC_MASK_FILLS)
+    assert _CHOICES["spec_mask_fill"] == tuple(SPEC_MASK_FILLS)
     assert build_config(None, ["spec_mask_fill=silence"]).spec_mask_fill == "silence"
     with pytest.raises(ConfigError, match="spec_mask_fill: 'mean' is not one of zero|silence"):
         build_config(None, ["spec_mask_fill=mean"])

@@ -17,21 +17,21 @@ from typing import Any, Optional
 import yaml
 
 from avloc.audio_controls import parse_controls
+from avloc.data.options import BACKENDS as LOADER_CHOICES
+from avloc.data.options import BAD_SAMPLE_POLICIES as BAD_SAMPLE_CHOICES
+from avloc.data.options import SPEC_MASK_FILLS
 from avloc.errors import ConfigError
 from avloc.ops import IMPLS as KERNEL_CHOICES
 from avloc.utils.atomic import atomic_write_text
 from avloc.utils.system import DEVICE_CHOICES
 
 # Kept torch-free (``avloc train --help`` must not import torch); tests pin them to the loaders' and metrics' lists.
-LOADER_CHOICES = ("auto", "dali", "torch", "folder")  # avloc.data.BACKENDS
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 BATCHNORM_CHOICES = ("local", "sync", "frozen")
 NONFINITE_CHOICES = ("stop", "skip")
 SELECT_CHOICES = ("auto", "ap50", "auc", "retrieval", "loss")
 UPSAMPLE_CHOICES = ("bicubic", "bilinear")  # avloc.metrics.UPSAMPLE_MODES
 TENSORBOARD_CHOICES = ("auto", "on", "off")
-BAD_SAMPLE_CHOICES = ("error", "skip")
-SPEC_MASK_FILL_CHOICES = ("zero", "silence")  # the keys of avloc.data.augment.SPEC_MASK_FILLS (kept torch-free)
 LOSS_WEIGHT_SCALING_CHOICES = ("fixed", "batch")
 COLLAPSE_ACTIONS = ("warn", "stop")
 RECIPE_BATCH = 256  # the published recipe's batch (METHOD.md §4): its loss weights are balanced for it
@@ -141,7 +141,7 @@ _CHOICES = {
     "loader": LOADER_CHOICES, "kernel": KERNEL_CHOICES, "device": DEVICE_CHOICES, "precision": PRECISION_CHOICES,
     "batchnorm": BATCHNORM_CHOICES, "nonfinite": NONFINITE_CHOICES, "select_metric": SELECT_CHOICES,
     "upsample": UPSAMPLE_CHOICES, "tensorboard": TENSORBOARD_CHOICES, "bad_sample": BAD_SAMPLE_CHOICES,
-    "spec_mask_fill": SPEC_MASK_FILL_CHOICES, "loss_weight_scaling": LOSS_WEIGHT_SCALING_CHOICES,
+    "spec_mask_fill": tuple(SPEC_MASK_FILLS), "loss_weight_scaling": LOSS_WEIGHT_SCALING_CHOICES,
     "collapse_action": COLLAPSE_ACTIONS,
 }
 _POSITIVE = ("batch_size", "lr", "epochs", "tau", "dim", "image_size", "val_batch_size", "log_every",

@@ -8,6 +8,7 @@ run twice leaves the same files. A Ray cluster needs ``--out`` on storage every 
 from __future__ import annotations
 
 import os
+import sys
 import queue as queue_mod
 from typing import Callable, Iterator
 
@@ -99,7 +100,12 @@ class LocalDistributor:
         from avloc.tools.sharding.sample_builder import preload
 
         preload()  # forked workers inherit the imported decoder/image modules instead of importing each
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        # a forked child can hang in the shutdown of DALI pipelines it inherited (e.g. from an earlier
+        # training run in the same process): start from a clean forkserver once DALI is loaded
+        method = "fork" if "fork" in mp.get_all_start_methods() and "nvidia.dali" not in sys.modules else "spawn"
+        if method == "spawn" and "forkserver" in mp.get_all_start_methods():
+            method = "forkserver"
+        ctx = mp.get_context(method)
         progress = ctx.Queue()
         n_procs = min(self.workers, len(jobs))
         executor = cf.ProcessPoolExecutor(max_workers=n_procs, mp_context=ctx, initializer=_init_worker,
