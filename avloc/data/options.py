@@ -61,6 +61,10 @@ class LoaderOptions(CommandOptions):
         """The SpecAugment fill value, in log-spectrogram units."""
         return SPEC_MASK_FILLS[self.spec_mask_fill]
 
+    def augmentation(self) -> dict:
+        """The augmentation settings, for run reports."""
+        return {"image_size": self.image_size, "spec_mask_fill": self.spec_mask_fill}
+
     def problems(self) -> List[str]:
         found = (choice_problem("backend", self.backend, BACKENDS) + choice_problem("mode", self.mode, MODES)
                  + choice_problem("bad_sample", self.bad_sample, BAD_SAMPLE_POLICIES)

@@ -125,7 +125,7 @@ class TrainingRun:
                 "world_size": trainer.dist.world_size, "dist_backend": trainer.dist.backend,
                 "global_batch": cfg.batch_size, "local_batch": trainer.local_batch,
                 "global_negatives": bool(cfg.global_negatives and trainer.dist.enabled), "batchnorm": cfg.batchnorm,
-                "image_size": cfg.image_size, "spec_mask_fill": trainer.loader.options.spec_mask_fill,
+                **trainer.loader.options.augmentation(),
                 "train_samples": trainer.loader.num_samples,
                 "steps_per_epoch": len(trainer.loader), "shards": str(trainer.shards),
                 "tensorboard": self.metrics.tb_status if self.metrics is not None else None}
@@ -137,8 +137,8 @@ class TrainingRun:
                     f"{info['world_size']} rank(s){' ' + info['dist_backend'] if trainer.dist.enabled else ''}, "
                     f"batch {cfg.batch_size} = {info['world_size']} x {trainer.local_batch}, "
                     f"global negatives {'on' if info['global_negatives'] else 'off'}, batchnorm {cfg.batchnorm}, "
-                    f"image {cfg.image_size}, SpecAugment fill {info['spec_mask_fill']}, "
-                    f"{info['train_samples']} train samples, {info['steps_per_epoch']} steps/epoch, "
+                    + "".join(f"{k} {v}, " for k, v in trainer.loader.options.augmentation().items())
+                    + f"{info['train_samples']} train samples, {info['steps_per_epoch']} steps/epoch, "
                     f"tensorboard {info['tensorboard']}")
         risk = cfg.collapse_risk()
         if risk and trainer.dist.is_main:
