@@ -28,9 +28,9 @@ def test_read_id_list_formats(tmp_path):
 
 
 def test_one_id_list_reader_for_shard_and_evaluate(tmp_path):
-    from avloc.evaluation import items
+    from avloc.evaluation import flickr, vggss
 
-    assert items.read_id_list is read_id_list
+    assert vggss.read_id_list is read_id_list and flickr.read_id_list is read_id_list
     # flickr_test.csv rows are "<id>,<number>": the id alone (a vggsound.csv row has 4 columns)
     (tmp_path / "flickr.csv").write_text("10000130166,202\r\n10007936344,0\r\n")
     assert read_id_list(tmp_path / "flickr.csv") == ["10000130166", "10007936344"]

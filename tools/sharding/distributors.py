@@ -22,7 +22,7 @@ ClipCallback = Callable[[int, int], None]
 _progress_queue = None
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def _die_with_parent(parent_pid) -> None:
     """Linux: get SIGKILL when the parent dies, so a killed run leaves no worker writing shards
     (and holding the output folder's lock) behind it."""
     try:
@@ -34,11 +34,11 @@ def _die_with_parent(parent_pid: int) -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     except Exception:
         return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
 
 
-def _init_worker(progress_queue, torch_threads: int, parent_pid: int) -> None:
+def _init_worker(progress_queue, torch_threads: int, parent_pid) -> None:
     global _progress_queue
     _die_with_parent(parent_pid)
     _progress_queue = progress_queue
@@ -109,7 +109,8 @@ class LocalDistributor:
         progress = ctx.Queue()
         n_procs = min(self.workers, len(jobs))
         executor = cf.ProcessPoolExecutor(max_workers=n_procs, mp_context=ctx, initializer=_init_worker,
-                                          initargs=(progress, 1, os.getpid()))
+                                          # a forkserver's children have the forkserver as their parent
+                                          initargs=(progress, 1, os.getpid() if method == "fork" else None))
         try:
             pending = {executor.submit(_pool_job, job): job for job in jobs}
             while pending:
