@@ -24,6 +24,7 @@ import numpy as np
 from avloc import schema
 
 AUDIO_CONTROLS = ("silence", "shuffled")
+CONTROL_LABELS = {"silence": "silent audio", "shuffled": "other-class audio"}
 CONTROL_SEED = 20231
 # A control that keeps this fraction of the real-audio score or more means the model is not
 # using the sound for that part of its score.
@@ -97,8 +98,9 @@ def verdict(real: float, controls: dict, limit: float = KEEP_FRACTION_LIMIT) -> 
     worst_name = max(kept, key=kept.get)
     worst = kept[worst_name]
     if worst >= limit:
-        message = (f"NOT USING THE SOUND: with {worst_name} audio the model keeps {100 * worst:.0f}% of its score "
+        message = (f"NOT USING THE SOUND: with {CONTROL_LABELS.get(worst_name, worst_name)} the model keeps "
+                   f"{100 * worst:.0f}% of its score "
                    f"(limit {100 * limit:.0f}%): it finds likely-sounding things, not this sound")
         return {"uses_sound": False, "kept": kept, "message": message}
-    parts = ", ".join(f"{name} keeps {100 * k:.0f}%" for name, k in kept.items())
+    parts = ", ".join(f"{CONTROL_LABELS.get(name, name)} keeps {100 * k:.0f}%" for name, k in kept.items())
     return {"uses_sound": True, "kept": kept, "message": f"uses the sound ({parts}; limit {100 * limit:.0f}%)"}

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from avloc import metrics
-from avloc.audio_controls import verdict
+from avloc.audio_controls import CONTROL_LABELS, verdict
 from avloc.evaluation.baselines import PROTOCOL_NOTE as BASELINES_NOTE
 from avloc.evaluation.benchmarks import FULL_SET_SIZES
 from avloc.evaluation.items import BenchmarkSet
@@ -23,7 +23,6 @@ RESULTS_SCHEMA = "avloc-evaluate/1"
 LISTED_IDS = 50  # ids kept per list in results.json (counts are complete)
 FRAME_NOTE = "resized to exactly 224x224 (bicubic, aspect not kept), ImageNet normalisation"
 HEAT_MAP_NOTE = "<V[:, p], a> per position (eval mode), no temperature"
-CONTROL_LABELS = {"silence": "silent audio", "shuffled": "other-class audio"}
 CONTROLS_NOTE = ("each item scored again with its audio replaced: by digital silence; by the audio of another "
                  "item of a different class and clip (seeded, from earlier items where possible)")
 OGL_NOTE = "minmax(0.4 * AV + 0.6 * OBJ), OBJ = ImageNet ResNet-18 layer4 mean |.|, bilinear align_corners=True"
