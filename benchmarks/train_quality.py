@@ -30,7 +30,6 @@ def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2,
     from avloc.tools.synth import generate_clips
     from avloc.training.config import build_config
     from avloc.training.loop import run_training
-    from avloc.utils.progress import log
 
     out = Path(out)
     t0 = time.perf_counter()

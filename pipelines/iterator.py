@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from avloc.data.batch import parse_meta
-from avloc.data.loader import Loader
+from avloc.data.loader import ShardLoader
 from avloc.data.options import LoaderOptions
 from avloc.data.shards import ShardSet, rank_plan, rank_samples
 from avloc.errors import AvlocError, InputError
@@ -66,14 +66,13 @@ def find_undecodable_jpeg(shards: ShardSet, samples: list):
     return None
 
 
-class DaliShardLoader(Loader):
+class DaliShardLoader(ShardLoader):
     """The Loader protocol over a DALI pipeline; ``prefetch`` batches are queued per pipeline."""
 
     backend = "dali"
 
     def __init__(self, shards: ShardSet, options: LoaderOptions, *, prefetch: int = 2):
-        super().__init__(options)
-        self.shards = shards
+        super().__init__(shards, options)
         self.gpu = self.device.type == "cuda"
         self.device_id = None
         if self.gpu:
@@ -87,17 +86,6 @@ class DaliShardLoader(Loader):
             self._index_paths = [str(p) for p in shards.write_clean_indexes(self._index_dir.name)]
         else:
             self._index_paths = [str(s.index) for s in shards.shards]
-
-    @property
-    def num_samples(self) -> int:
-        return self.shards.num_samples
-
-    @property
-    def skipped_at_open(self) -> int:
-        return self.shards.skipped_at_open
-
-    def __len__(self) -> int:
-        return rank_plan(self.shards, self.options, self.epoch).num_batches
 
     def state_dict(self) -> dict:
         state = super().state_dict()

@@ -128,13 +128,16 @@ def run(ctx: BenchContext, n: int = None) -> list:
     save_checkpoint(checkpoint, model_state=model.state_dict(), model_config=model.model_config())
     workers = 0 if cores <= 2 else min(4, cores // 2)
 
-    def avloc_eval(device: str, batch_size: int):
+    def avloc_eval(device: str, batch_size: int, audio_controls: str = "none"):
+        # like for like with the reference loop: no audio-control rows unless named
         options = EvaluateOptions(benchmark="vggss", data_root=root, checkpoint=checkpoint, batch_size=batch_size,
-                                  workers=workers, device=device, progress=False, write_reports=False)
+                                  workers=workers, device=device, progress=False, write_reports=False,
+                                  audio_controls=audio_controls)
         return lambda: evaluate(options)["rows"][0]
 
     variants = {"reference loop (batch 1)": _Measure(lambda: reference_loop(root, checkpoint), n),
-                "avloc evaluate (batch 32)": _Measure(avloc_eval("cpu", 32), n)}
+                "avloc evaluate (batch 32)": _Measure(avloc_eval("cpu", 32), n),
+                "avloc evaluate + audio controls (batch 32)": _Measure(avloc_eval("cpu", 32, "silence,shuffled"), n)}
     cuda = torch.cuda.is_available()
     if cuda:
         variants["avloc evaluate cuda (batch 128)"] = _Measure(avloc_eval("cuda", 128), n)

@@ -124,3 +124,24 @@ class Loader(abc.ABC):
 
     def load_state_dict(self, state: dict) -> None:
         self.position.load(state)
+
+
+class ShardLoader(Loader):
+    """A loader over a ShardSet (torch and DALI): its size and epoch length come from the shards."""
+
+    def __init__(self, shards, options):
+        super().__init__(options)
+        self.shards = shards
+
+    @property
+    def num_samples(self) -> int:
+        return self.shards.num_samples
+
+    @property
+    def skipped_at_open(self) -> int:
+        return self.shards.skipped_at_open
+
+    def __len__(self) -> int:
+        from avloc.data.shards import rank_plan
+
+        return rank_plan(self.shards, self.options, self.epoch).num_batches

@@ -21,9 +21,9 @@ from torch.utils.data import DataLoader, IterableDataset
 from avloc import schema
 from avloc.data import augment
 from avloc.data.batch import make_batch, parse_meta
-from avloc.data.loader import Loader
+from avloc.data.loader import ShardLoader
 from avloc.data.options import LoaderOptions
-from avloc.data.shards import ShardSet, buffered_shuffle, rank_plan, rank_samples
+from avloc.data.shards import buffered_shuffle, rank_plan, rank_samples
 from avloc.data.workers import stream_batches, worker_options
 
 
@@ -153,23 +153,8 @@ class EpochBatches(IterableDataset):
         return batch
 
 
-class TorchShardLoader(Loader):
+class TorchShardLoader(ShardLoader):
     backend = "torch"
-
-    def __init__(self, shards: ShardSet, options: LoaderOptions):
-        super().__init__(options)
-        self.shards = shards
-
-    @property
-    def num_samples(self) -> int:
-        return self.shards.num_samples
-
-    @property
-    def skipped_at_open(self) -> int:
-        return self.shards.skipped_at_open
-
-    def __len__(self) -> int:
-        return rank_plan(self.shards, self.options, self.epoch).num_batches
 
     def epoch_dataset(self, start_batch: int) -> EpochBatches:
         o = self.options
