@@ -56,10 +56,10 @@ def model_heatmaps(model, images: torch.Tensor, specs: list, device, chunk: int 
 
 @torch.no_grad()
 def model_features(model, images: torch.Tensor, specs: list, device, chunk: int = COMPUTE_CHUNK) -> tuple:
-    """(visual maps [B, D, h, w], audio embeddings [B, D], raw heat maps [B, h, w]), float32 on the CPU."""
-    visual = _chunked(model.visual, images.to(device), chunk).float().cpu()
-    audio = _audio_embeddings(model, specs, device, chunk).float().cpu()
-    return visual, audio, torch.einsum("nchw,nc->nhw", visual, audio)
+    """(visual maps [B, D, h, w], audio embeddings [B, D]) on ``device``, raw heat maps [B, h, w] float32 on the CPU."""
+    visual = _chunked(model.visual, images.to(device), chunk)
+    audio = _audio_embeddings(model, specs, device, chunk)
+    return visual, audio, torch.einsum("nchw,nc->nhw", visual, audio).float().cpu()
 
 
 def _cious_of_maps(raw: torch.Tensor, gt: torch.Tensor, upsample: str) -> np.ndarray:
@@ -173,7 +173,8 @@ def score_batch(scores: Scores, batch: dict, model, device, *, upsample: str, ch
     idx = np.asarray(batch["index"])
     visual, audio, raw = model_features(model, batch["image"], batch["spec"], device, chunk)
     if controls is not None:
-        controls.add(model, device, idx, visual, audio, batch["spec"], batch["gt"])
+        # only the controls need the features beyond the heat maps: copied to the CPU for them alone
+        controls.add(model, device, idx, visual.float().cpu(), audio.float().cpu(), batch["spec"], batch["gt"])
     av = metrics.minmax_normalise(metrics.upsample_maps(raw, upsample))
     pred = metrics.threshold_masks(av)
     gt = batch["gt"]
