@@ -71,7 +71,8 @@ SPLITS = ("train", "val", "test")
 # Files of a shard set besides the shards (paths relative to the set's folder).
 SUMMARY_NAME = "dataset.json"
 CARD_NAME = "README.md"
-MANIFEST_PATH = "manifest/manifest.parquet"
+MANIFEST_DIR = "_manifest"  # its own folder and card; "_": recursive parquet readers (Arrow, Spark) skip it
+MANIFEST_PATH = f"{MANIFEST_DIR}/manifest.parquet"
 LEGACY_MANIFEST_PATH = "manifest.parquet"  # where sets made before the card kept it
 
 RECIPE = {

@@ -109,7 +109,7 @@ def test_card_states_the_set(built):
                  "JPEG quality: 95", "time in the clip", schema.RECIPE_HASH, "import webdataset", "load_dataset",
                  "fn.readers.webdataset", "duckdb.sql"):
         assert fact in body, fact
-    manifest_meta, _ = _card(built / Path(schema.MANIFEST_PATH).parent)
+    manifest_meta, _ = _card(built / schema.MANIFEST_DIR)
     assert manifest_meta["configs"][0]["data_files"] == [{"split": "manifest", "path": "manifest.parquet"}]
 
 
@@ -155,7 +155,7 @@ def test_hf_datasets_reads_the_folder(built, tmp_path, streaming):
                           audio=row["audio.npy"], meta=row["json"], layout=layout)
         assert sorted(seen) == sorted(written[split]) and len(seen) == len(set(seen))
     if not streaming:
-        rows = datasets.load_dataset(str(built / Path(schema.MANIFEST_PATH).parent), split="manifest",
+        rows = datasets.load_dataset(str(built / schema.MANIFEST_DIR), split="manifest",
                                      cache_dir=str(tmp_path / "cache"))
         manifest = pq.read_table(built / schema.MANIFEST_PATH)
         assert rows.num_rows == manifest.num_rows == N_CLIPS + 1
@@ -186,6 +186,15 @@ def test_duckdb_counts_each_clip_once(built):
     for meta in per_file.values():
         assert meta["avloc.spec_dtype"] == "<f2" and json.loads(meta["avloc.spec_shape"]) == [257, 200]
         assert meta["avloc.spec_member"] == "spec.f16" and meta["avloc.recipe_hash"] == schema.RECIPE_HASH
+
+
+def test_recursive_parquet_readers_skip_the_manifest(built):
+    import pyarrow.dataset as pads
+
+    # Arrow's directory discovery (what pandas and polars-over-pyarrow use) recurses, skipping "_" and "." names
+    found = pads.dataset(str(built), format="parquet", exclude_invalid_files=True)
+    assert sorted(Path(f).name for f in found.files) == sorted(p.name for p in built.glob("*-*.parquet"))
+    assert found.count_rows() == N_CLIPS + 1
 
 
 @pytest.mark.dali
@@ -225,7 +234,7 @@ def test_set_with_the_old_manifest_place_resumes_and_reads(synth, built, tmp_pat
     old = tmp_path / "old"
     shutil.copytree(built, old)
     (old / schema.MANIFEST_PATH).rename(old / schema.LEGACY_MANIFEST_PATH)  # the layout before the card
-    shutil.rmtree(old / Path(schema.MANIFEST_PATH).parent)
+    shutil.rmtree(old / schema.MANIFEST_DIR)
     (old / schema.CARD_NAME).unlink()
     assert schema.manifest_path(old) == old / schema.LEGACY_MANIFEST_PATH
     keys = sorted(r["key"] for r in pq.read_table(schema.manifest_path(old)).to_pylist() if r["status"] == "ok"

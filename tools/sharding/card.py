@@ -160,7 +160,7 @@ import datasets, numpy as np
 ds = datasets.load_dataset("path/to/this/folder", split="{split}")
 s = ds[0]  # s["{schema.EXT_FRAME}"] is a PIL image, s["{schema.EXT_META}"] a dict
 spec = np.frombuffer(s["{schema.EXT_SPEC}"], "<f2").reshape({bins}, -1)
-rows = datasets.load_dataset("path/to/this/folder/{_manifest_dir()}", split="{MANIFEST_CONFIG}")  # the manifest
+rows = datasets.load_dataset("path/to/this/folder/{schema.MANIFEST_DIR}", split="{MANIFEST_CONFIG}")  # the manifest
 ```
 
 NVIDIA DALI (the `.idx` beside each tar is its index):
@@ -192,10 +192,6 @@ The frames and audio come from the source clips and keep their licence and terms
 """
 
 
-def _manifest_dir() -> str:
-    return str(Path(schema.MANIFEST_PATH).parent)
-
-
 def manifest_card_text(summary: dict) -> str:
     """The card of the manifest's folder: one parquet config, the status values, the key-value metadata."""
     head = yaml.safe_dump({
@@ -221,7 +217,7 @@ def write_card(out: Path, summary: dict, keep_audio: bool) -> Path:
     """Write ``README.md`` into ``out`` (and the manifest folder's card); a README there that avloc
     did not write is kept aside first."""
     _write_one(Path(out) / schema.CARD_NAME, card_text(summary, keep_audio))
-    _write_one(Path(out) / _manifest_dir() / schema.CARD_NAME, manifest_card_text(summary))
+    _write_one(Path(out) / schema.MANIFEST_DIR / schema.CARD_NAME, manifest_card_text(summary))
     return Path(out) / schema.CARD_NAME
 
 
