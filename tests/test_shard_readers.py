@@ -256,3 +256,51 @@ def test_a_readme_avloc_did_not_write_is_kept(synth, built, tmp_path):
     run_shard(_config(synth, out))
     assert (out / "README.user.md").read_text() == "my notes\n"
     assert _card(out)[0] == _card(built)[0]
+
+
+def _snippets(body: str) -> dict:
+    """The card's python code blocks by the line that introduces them (``webdataset``, ``Hugging Face``, ...)."""
+    blocks, lines = {}, body.splitlines()
+    for i, line in enumerate(lines):
+        if line == "```python":
+            end = lines.index("```", i + 1)
+            blocks[lines[i - 1].split()[0].rstrip(":")] = "\n".join(lines[i + 1:end])
+    return blocks
+
+
+def test_card_snippets_run_as_written(built, tmp_path, monkeypatch):
+    import datasets
+
+    blocks = _snippets(_card(built)[1])
+    assert set(blocks) == {"webdataset", "Hugging", "NVIDIA", "duckdb"}
+    assert all(len(code.splitlines()) <= 7 for code in blocks.values())
+    monkeypatch.chdir(built)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    written = _written(built)
+    first_split = next(s for s in schema.SPLITS if s in written)
+    ns: dict = {}
+    exec(blocks["webdataset"], ns)  # noqa: S102 - the card's own snippet
+    assert ns["spec"].shape == schema.SPEC_SHAPE and ns["meta"]["split"] == first_split
+    ns = {}
+    exec(blocks["Hugging"].replace("path/to/this/folder", str(built)), ns)  # noqa: S102
+    assert ns["ds"].num_rows == len(written[first_split]) and ns["spec"].shape == schema.SPEC_SHAPE
+    assert ns["rows"].num_rows == N_CLIPS + 1
+    ns = {}
+    exec(blocks["duckdb"], ns)  # noqa: S102
+    counts = dict(ns["duckdb"].sql("SELECT split, count(*) FROM '*.parquet' WHERE status = 'ok' GROUP BY split")
+                  .fetchall())
+    assert counts == {split: len(keys) for split, keys in written.items()}
+
+
+@pytest.mark.dali
+def test_card_dali_snippet_runs_as_written(built, monkeypatch):
+    blocks = _snippets(_card(built)[1])
+    monkeypatch.chdir(built)
+    ns: dict = {}
+    exec(blocks["NVIDIA"], ns)  # noqa: S102 - the card's own snippet
+    p = ns["pipe"]()
+    p.build()
+    img, spec, meta = p.run()
+    assert np.array(spec[0]).shape == schema.SPEC_SHAPE and np.array(spec[0]).dtype == np.float16
+    assert json.loads(np.array(meta[0]).tobytes())["spec_shape"] == list(schema.SPEC_SHAPE)
+    assert np.array(img[0]).ndim == 3

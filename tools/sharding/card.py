@@ -94,6 +94,8 @@ def card_text(summary: dict, keep_audio: bool) -> str:
     first_tar = next((entries[0]["name"] for entries in summary.get("shards", {}).values() if entries),
                      "train-000000.tar")
     split = first_tar.split("-", 1)[0]
+    last = max((int(e["name"][len(split) + 1:len(split) + 7]) for e in summary.get("shards", {}).get(split, [])),
+               default=0)
     recipe = json.dumps(summary.get("recipe", schema.RECIPE), sort_keys=True)
     audio_row = (f"| `{schema.EXT_AUDIO}` | the 3 s window the spectrogram was computed from: 16 kHz mono int16, "
                  f"shape ({schema.WINDOW_SAMPLES},), a NumPy `.npy` file (webdataset's and `datasets`' default "
@@ -149,7 +151,7 @@ Recipe: `{recipe}`
 webdataset:
 ```python
 import webdataset as wds, numpy as np
-for s in wds.WebDataset("{split}-{{000000..000000}}.tar", shardshuffle=False).decode("rgb"):
+for s in wds.WebDataset("{split}-{{000000..{last:06d}}}.tar", shardshuffle=False).decode("rgb"):
     frame, meta = s["{schema.EXT_FRAME}"], s["{schema.EXT_META}"]
     spec = np.frombuffer(s["{schema.EXT_SPEC}"], "<f2").reshape({bins}, -1)
 ```
