@@ -55,7 +55,7 @@ SPEC_SHAPE = (SPEC_BINS, SPEC_FRAMES)
 SPEC_AXES = ("frequency", "time")
 # what a sample's json and the parquet key-value metadata say about the spectrogram bytes
 SPEC_LAYOUT = {"spec_dtype": SPEC_DTYPE.str, "spec_shape": list(SPEC_SHAPE), "spec_axes": list(SPEC_AXES),
-               "spec_values": "natural log of the power spectral density (+ 1e-7)", "spec_scale": SPEC_SCALE}
+               "spec_values": f"natural log of the power spectral density (+ {LOG_FLOOR:g})", "spec_scale": SPEC_SCALE}
 
 FRAME_SHORT_SIDE = 256
 JPEG_QUALITY = 95
@@ -122,7 +122,7 @@ class SampleMeta:
     recipe_hash: str = RECIPE_HASH
     schema_version: int = SCHEMA_VERSION
     bbox: Optional[list] = None  # [[x1, y1, x2, y2], ...] as fractions of the frame, if known
-    # how to read the ``spec.f16`` bytes without anything else (None in samples of older sets)
+    # how to read the ``spec.f16`` bytes with nothing else (absent from the json of older sets)
     spec_dtype: Optional[str] = SPEC_DTYPE.str
     spec_shape: Optional[list] = dataclasses.field(default_factory=lambda: list(SPEC_SHAPE))
     spec_axes: Optional[list] = dataclasses.field(default_factory=lambda: list(SPEC_AXES))
