@@ -304,3 +304,28 @@ def test_card_dali_snippet_runs_as_written(built, monkeypatch):
     assert np.array(spec[0]).shape == schema.SPEC_SHAPE and np.array(spec[0]).dtype == np.float16
     assert json.loads(np.array(meta[0]).tobytes())["spec_shape"] == list(schema.SPEC_SHAPE)
     assert np.array(img[0]).ndim == 3
+
+
+def test_only_keep_audio_sets_change_their_job_hashes(tmp_path, monkeypatch):
+    """Sets without --keep-audio resume as before; a flac --keep-audio set is refused, never mixed."""
+    from avloc.tools.sharding.planning import plan_shards
+    from avloc.tools.sharding.sample_builder import BuildOptions, ClipTask
+
+    tasks = [ClipTask(clip_id=f"c{i:010d}_000000", key=f"c{i:010d}_000000", path=f"/x/{i}.mp4", rel_path=f"{i}.mp4",
+                      label=None, class_index=-1, split="train", clip_start=0.0, file_size=10) for i in range(5)]
+
+    def hashes(keep_audio: bool) -> list:
+        return [j.job_hash for j in plan_shards(tasks, out=tmp_path, samples_per_shard=2, seed=0,
+                                                options=BuildOptions(keep_audio=keep_audio))]
+
+    now = {flag: hashes(flag) for flag in (False, True)}
+    before = BuildOptions.recipe
+
+    def flac_era_recipe(self):  # the recipe before audio.npy: no audio_member key
+        recipe = before(self)
+        recipe.pop("audio_member", None)
+        return recipe
+
+    monkeypatch.setattr(BuildOptions, "recipe", flac_era_recipe)
+    assert hashes(False) == now[False]
+    assert not set(hashes(True)) & set(now[True])

@@ -100,7 +100,6 @@ def card_text(summary: dict, keep_audio: bool) -> str:
     audio_row = (f"| `{schema.EXT_AUDIO}` | the 3 s window the spectrogram was computed from: 16 kHz mono int16, "
                  f"shape ({schema.WINDOW_SAMPLES},), a NumPy `.npy` file (webdataset's and `datasets`' default "
                  "decoders return an array) |\n" if keep_audio else "")
-    audio_ext = f', "{schema.EXT_AUDIO}"' if keep_audio else ""
     return f"""---
 {head}---
 {MARKER}
