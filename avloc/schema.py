@@ -7,8 +7,10 @@ A sample is one clip, stored in a WebDataset tar as members named ``<key>.<ext>`
                 float16 bytes, C order, shape [SPEC_BINS, SPEC_FRAMES] (257 x 200). Raw bytes
                 (no .npy header) so DALI's webdataset reader returns it typed with
                 ``dtypes=FLOAT16`` and the torch loader needs one ``frombuffer``;
-* ``flac``      optional: the 16 kHz mono audio window itself (``--keep-audio``);
-* ``json``      metadata, the fields of ``SampleMeta``.
+* ``audio.npy`` optional: the 16 kHz mono int16 audio window itself (``--keep-audio``), a NumPy
+                ``.npy`` file, which webdataset's and Hugging Face ``datasets``' default decoders
+                both turn into an array (older sets stored ``flac``);
+* ``json``      metadata, the fields of ``SampleMeta`` (with the spectrogram's dtype and shape).
 
 The key is the clip id (``<ytid>_<start:06d>``) when that is tar-safe; see ``sample_key`` for
 the rule for any other id (WebDataset splits the key from the extension at the first dot of the
@@ -16,16 +18,20 @@ member's basename, so a key never holds a dot).
 
 Shards are grouped by split: ``<split>-<index:06d>.tar`` with ``.idx`` (DALI index, v1.2) and
 ``.parquet`` (rows of this shard) beside it, and ``<split>-<index:06d>_stats.json`` written
-last to mark the shard done. ``dataset.json`` and ``manifest.parquet`` describe the whole set.
+last to mark the shard done. ``dataset.json``, ``MANIFEST_PATH`` (in its own folder, so that a
+``*.parquet`` glob or a plain directory load never mixes it with the per-shard rows) and the
+dataset card ``README.md`` describe the whole set.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import re
 import unicodedata
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -46,16 +52,28 @@ SPEC_BINS = NPERSEG // 2 + 1  # 257
 SPEC_FRAMES = (WINDOW_SAMPLES - NPERSEG) // HOP + 1  # 200
 SPEC_DTYPE = np.dtype("<f2")
 SPEC_SHAPE = (SPEC_BINS, SPEC_FRAMES)
+SPEC_AXES = ("frequency", "time")
+# what a sample's json and the parquet key-value metadata say about the spectrogram bytes
+SPEC_LAYOUT = {"spec_dtype": SPEC_DTYPE.str, "spec_shape": list(SPEC_SHAPE), "spec_axes": list(SPEC_AXES),
+               "spec_values": f"natural log of the power spectral density (+ {LOG_FLOOR:g})", "spec_scale": SPEC_SCALE}
 
 FRAME_SHORT_SIDE = 256
 JPEG_QUALITY = 95
 
 EXT_FRAME = "jpg"
 EXT_SPEC = "spec.f16"
-EXT_AUDIO = "flac"
+EXT_AUDIO = "audio.npy"
 EXT_META = "json"
+AUDIO_DTYPE = np.dtype("<i2")
 
 SPLITS = ("train", "val", "test")
+
+# Files of a shard set besides the shards (paths relative to the set's folder).
+SUMMARY_NAME = "dataset.json"
+CARD_NAME = "README.md"
+MANIFEST_DIR = "_manifest"  # its own folder and card; "_": recursive parquet readers (Arrow, Spark) skip it
+MANIFEST_PATH = f"{MANIFEST_DIR}/manifest.parquet"
+LEGACY_MANIFEST_PATH = "manifest.parquet"  # where sets made before the card kept it
 
 RECIPE = {
     "sample_rate": SAMPLE_RATE,
@@ -104,6 +122,10 @@ class SampleMeta:
     recipe_hash: str = RECIPE_HASH
     schema_version: int = SCHEMA_VERSION
     bbox: Optional[list] = None  # [[x1, y1, x2, y2], ...] as fractions of the frame, if known
+    # how to read the ``spec.f16`` bytes with nothing else (absent from the json of older sets)
+    spec_dtype: Optional[str] = SPEC_DTYPE.str
+    spec_shape: Optional[list] = dataclasses.field(default_factory=lambda: list(SPEC_SHAPE))
+    spec_axes: Optional[list] = dataclasses.field(default_factory=lambda: list(SPEC_AXES))
 
     def to_json_bytes(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False).encode("utf-8")
@@ -173,6 +195,14 @@ def encode_spec(log_spec: np.ndarray) -> bytes:
     return np.ascontiguousarray(arr, dtype=SPEC_DTYPE).tobytes()
 
 
+def manifest_path(root) -> Path:
+    """The manifest of the shard set in ``root``: ``MANIFEST_PATH``, or where older sets kept it."""
+    root = Path(root)
+    legacy = root / LEGACY_MANIFEST_PATH
+    current = root / MANIFEST_PATH
+    return legacy if legacy.is_file() and not current.is_file() else current
+
+
 def decode_spec(data: bytes) -> np.ndarray:
     arr = np.frombuffer(data, dtype=SPEC_DTYPE)
     if arr.size != SPEC_BINS * SPEC_FRAMES:
@@ -184,11 +214,18 @@ def shard_stem(split: str, index: int) -> str:
     return f"{split}-{index:06d}"
 
 
-def encode_sample(meta: SampleMeta, jpeg: bytes, log_spec: np.ndarray, flac: Optional[bytes] = None) -> dict[str, bytes]:
+def encode_audio(window_int16: np.ndarray) -> bytes:
+    """The ``audio.npy`` member: the int16 window as a NumPy ``.npy`` file (dtype and shape in its header)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(window_int16, dtype=AUDIO_DTYPE), allow_pickle=False)
+    return buf.getvalue()
+
+
+def encode_sample(meta: SampleMeta, jpeg: bytes, log_spec: np.ndarray, audio: Optional[bytes] = None) -> dict[str, bytes]:
     """Members of one sample, in the order they are written (ext -> bytes)."""
     members = {EXT_FRAME: jpeg, EXT_SPEC: encode_spec(log_spec)}
-    if flac is not None:
-        members[EXT_AUDIO] = flac
+    if audio is not None:
+        members[EXT_AUDIO] = audio
     members[EXT_META] = meta.to_json_bytes()
     return members
 

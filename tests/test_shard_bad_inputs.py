@@ -34,7 +34,7 @@ def sharded(request, bad_clips, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"out-{request.param}")
     report = run_shard(ShardConfig(clips=clips, out=out, samples_per_shard=5, workers=2, decoder=request.param,
                                    progress=False))
-    rows = {r["source_path"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    rows = {r["source_path"]: r for r in pq.read_table(out / schema.MANIFEST_PATH).to_pylist()}
     return out, report, rows, made, clips
 
 

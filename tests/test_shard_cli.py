@@ -9,6 +9,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
+from avloc import schema
+
 from cli_invoke import avloc_cli
 from test_shard_clips import make_clip
 
@@ -217,7 +219,8 @@ def test_written_files_get_the_umask_modes(one_clip, tmp_path):
         os.umask(old)
     out = tmp_path / "o"
     names = ["train-000000.tar", "train-000000.idx", "train-000000.parquet", "train-000000_stats.json",
-             "manifest.parquet", "dataset.json", "missing_ids.txt"]
+             schema.MANIFEST_PATH, "dataset.json", "missing_ids.txt", schema.CARD_NAME,
+             f"{schema.MANIFEST_DIR}/{schema.CARD_NAME}"]
     for path in [out / n for n in names] + [tmp_path / "report.json"]:
         assert path.stat().st_mode & 0o777 == 0o644, path
     assert not list(out.glob(".*.tmp"))

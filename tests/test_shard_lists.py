@@ -108,7 +108,7 @@ def test_subset_missing_and_overlap_counts(real_id_clips, shared_metadata, tmp_p
     assert report["ok"] == 5 and report["set_test_overlap"] == 3
     missing = (tmp_path / "o" / "missing_ids.txt").read_text().split()
     assert len(missing) == 144000 - 5 and leaked[0] not in missing
-    rows = {r["clip_id"]: r for r in pq.read_table(tmp_path / "o" / "manifest.parquet").to_pylist()}
+    rows = {r["clip_id"]: r for r in pq.read_table(tmp_path / "o" / schema.MANIFEST_PATH).to_pylist()}
     assert rows[stranger]["status"] == "not_in_subset"
     assert all(rows[i]["in_test_ids"] for i in leaked) and not any(rows[i]["in_test_ids"] for i in clean)
 
@@ -119,6 +119,6 @@ def test_exclude_removes_test_clips(real_id_clips, shared_metadata, tmp_path):
                       exclude=[shared_metadata / "vggss_test.csv"], workers=1, progress=False)
     report = run_shard(cfg)
     assert report["excluded"] == 3 and report["ok"] == 2 and report["set_test_overlap"] == 0
-    rows = {r["clip_id"]: r for r in pq.read_table(tmp_path / "o" / "manifest.parquet").to_pylist()}
+    rows = {r["clip_id"]: r for r in pq.read_table(tmp_path / "o" / schema.MANIFEST_PATH).to_pylist()}
     assert {rows[i]["status"] for i in leaked} == {"excluded"}
     assert {rows[i]["status"] for i in clean} == {"ok"}

@@ -27,7 +27,7 @@ from avloc.utils.system import usable_cores
 SCENARIO = "shard"
 BASELINE_OUTPUTS = "frames/<id>.jpg (full size) + audio/<id>.wav (whole track)"
 AVLOC_OUTPUTS = ("tar shards (jpg short side 256 + spec.f16 257x200 + json) + DALI .idx + per-shard parquet + "
-                 "_stats.json + manifest.parquet + dataset.json")
+                 "_stats.json + _manifest/manifest.parquet + dataset.json + README.md dataset card")
 
 
 def _cpu_seconds() -> float:

@@ -31,7 +31,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--val-list", type=_FILE, default=None, help="Ids that go to val (instead of --val-fraction).")
 @click.option("--workers", type=int, default=None, help="Parallel processes (default: all usable cores).")
 @click.option("--samples-per-shard", type=int, default=1000, show_default=True)
-@click.option("--keep-audio", is_flag=True, help="Also store the 3 s 16 kHz mono window as flac.")
+@click.option("--keep-audio", is_flag=True, help="Also store the 3 s 16 kHz mono window (int16, <key>.audio.npy).")
 @click.option("--frame-size", type=int, default=schema.FRAME_SHORT_SIDE, show_default=True,
               help="Shorter side of the stored frame (pixels).")
 @click.option("--jpeg-quality", type=int, default=schema.JPEG_QUALITY, show_default=True)

@@ -1,4 +1,7 @@
-"""Manifest rows (one per input clip file), per-shard parquet files, manifest.parquet, dataset.json.
+"""Manifest rows (one per input clip file), per-shard parquet files, the manifest, dataset.json.
+
+Every parquet file carries key-value metadata (``avloc.*``, see ``KV_METADATA``): schema version,
+recipe hash and how to read a sample's ``spec.f16`` bytes (dtype, shape, axes, scale).
 
 ``status`` of a row: ``ok`` (in a shard), ``failed`` (decoding/building failed: ``reason``),
 ``duplicate`` (another file has the same id and was kept: ``detail`` names it), ``excluded``
@@ -50,6 +53,15 @@ MANIFEST_SCHEMA = pa.schema([
 COLUMNS = MANIFEST_SCHEMA.names
 
 
+def _kv_value(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+KV_METADATA = {f"avloc.{name}": _kv_value(value) for name, value in {
+    "schema_version": schema.SCHEMA_VERSION, "recipe_hash": schema.RECIPE_HASH, "spec_member": schema.EXT_SPEC,
+    **schema.SPEC_LAYOUT}.items()}
+
+
 def row(**fields) -> dict:
     """A manifest row with every column present (missing ones None; flags [])."""
     out = {name: None for name in COLUMNS}
@@ -73,7 +85,9 @@ def write_parquet(path, rows: Iterable[dict]) -> None:
 
 
 def write_table(path, tab: pa.Table) -> None:
-    """Write an Arrow table atomically (tmp file, rename)."""
+    """Write an Arrow table atomically (tmp file, rename), with the ``avloc.*`` key-value metadata."""
+    tab = tab.replace_schema_metadata({**(tab.schema.metadata or {}), **{k.encode(): v.encode()
+                                                                        for k, v in KV_METADATA.items()}})
     atomic_write_with(path, lambda tmp: pq.write_table(tab, str(tmp), compression="zstd"))
 
 

@@ -14,12 +14,14 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from avloc import schema
 from avloc.errors import AvlocError, InputError
 from avloc.utils.atomic import atomic_write_bytes, remove_stale_temps
 
 _SHARD_FILE = re.compile(r"^(?P<stem>(?:train|val|test)-\d{6})(?P<kind>\.tar|\.idx|\.parquet|_stats\.json)$")
-MANIFEST_NAME = "manifest.parquet"
-SUMMARY_NAME = "dataset.json"
+MANIFEST_NAME = schema.MANIFEST_PATH  # relative to the output folder
+SUMMARY_NAME = schema.SUMMARY_NAME
+CARD_NAME = schema.CARD_NAME
 MISSING_NAME = "missing_ids.txt"
 LOCK_NAME = ".avloc-shard.lock"
 
@@ -103,12 +105,14 @@ def _check_done_shards_belong(out: Path, files: dict, jobs: list) -> None:
 def reconcile(out: Path, jobs: list, *, overwrite: bool) -> tuple[list, list]:
     """Clean the output folder for this plan; returns (pending jobs, jobs already done)."""
     remove_stale_temps(out)  # temporary files never hold finished work
+    if (out / MANIFEST_NAME).parent.is_dir():
+        remove_stale_temps((out / MANIFEST_NAME).parent)
     files = shard_files(out)
     if overwrite:
         for kinds in files.values():
             for path in kinds.values():
                 path.unlink(missing_ok=True)
-        for name in (MANIFEST_NAME, SUMMARY_NAME, MISSING_NAME):
+        for name in (MANIFEST_NAME, schema.LEGACY_MANIFEST_PATH, SUMMARY_NAME, MISSING_NAME, CARD_NAME):
             (out / name).unlink(missing_ok=True)
         return list(jobs), []
     _check_done_shards_belong(out, files, jobs)

@@ -2,8 +2,10 @@
 
 Select the clips (``selection``), plan the shards (``planning``), skip what is done and clean
 what is not (``output``), build the pending shards over a distributor (``job``,
-``distributors``), then write ``manifest.parquet``, ``missing_ids.txt`` and ``dataset.json``
-from the shards' own files and return the report (``report``).
+``distributors``), then write the manifest (``schema.MANIFEST_PATH``), ``missing_ids.txt``,
+``dataset.json`` and the dataset card (``card``) from the shards' own files and return the report
+(``report``). A set made before the manifest moved to its folder loses its old top-level copy
+once the new one is written.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from avloc import schema
 from avloc.errors import AvlocError
-from avloc.tools.sharding import manifest
+from avloc.tools.sharding import card, manifest
 from avloc.tools.sharding.config import ShardConfig
 from avloc.tools.sharding.distributors import make_distributor
 from avloc.tools.sharding.output import (MANIFEST_NAME, MISSING_NAME, SUMMARY_NAME, OutputLock, ensure_writable, read_stats,
@@ -56,7 +58,9 @@ def run_shard(cfg: ShardConfig) -> dict:
                          total_seconds=time.perf_counter() - t_start, workers=workers)
         report = build_report(cfg, selection.counts, table, times)
         manifest.write_table(out / MANIFEST_NAME, table)
-        _write_summary(cfg, out, jobs, selection, report)
+        (out / schema.LEGACY_MANIFEST_PATH).unlink(missing_ok=True)  # would be counted twice by a *.parquet glob
+        summary = _write_summary(cfg, out, jobs, selection, report)
+        card.write_card(out, summary, cfg.keep_audio)
     if cfg.report_json:
         manifest.write_json(cfg.report_json, report)
     return report
@@ -75,8 +79,8 @@ def _build(distributor, pending: list, n_clips: int, out: Path, progress: bool) 
     return results
 
 
-def _write_summary(cfg: ShardConfig, out: Path, jobs: list, selection: Selection, report: dict) -> None:
-    """``missing_ids.txt`` and ``dataset.json``, from the shards' stats files."""
+def _write_summary(cfg: ShardConfig, out: Path, jobs: list, selection: Selection, report: dict) -> dict:
+    """``missing_ids.txt`` and ``dataset.json``, from the shards' stats files; returns the summary."""
     shard_counts = {}
     for job in jobs:
         stats = read_stats(out / f"{job.stem}_stats.json") or {}
@@ -85,7 +89,9 @@ def _write_summary(cfg: ShardConfig, out: Path, jobs: list, selection: Selection
     counts = {split: sum(n for _, n in shard_counts.get(split, [])) for split in schema.SPLITS}
     frame = {"short_side": cfg.frame_size, "jpeg_quality": cfg.jpeg_quality, "resize": "bicubic",
              "time": "frame nearest duration / 2 (of the video stream)"}
-    manifest.write_json(out / SUMMARY_NAME, manifest.dataset_json(
+    summary = manifest.dataset_json(
         classes=selection.classes, shards=shard_counts, counts=counts, frame=frame,
         build={"seed": cfg.seed, "samples_per_shard": cfg.samples_per_shard, "keep_audio": cfg.keep_audio,
-               "decoder": cfg.decoder, "val_fraction": cfg.val_fraction, "report": report}))
+               "decoder": cfg.decoder, "val_fraction": cfg.val_fraction, "report": report})
+    manifest.write_json(out / SUMMARY_NAME, summary)
+    return summary

@@ -58,8 +58,11 @@ class BuildOptions:
 
     def recipe(self) -> dict:
         """What, beyond schema.RECIPE, decides a sample's bytes."""
-        return {"frame_short_side": self.frame_size, "jpeg_quality": self.jpeg_quality, "frame_resize": "bicubic",
-                "keep_audio": self.keep_audio, "decoder": self.decoder}  # decoder threads do not change the bytes
+        recipe = {"frame_short_side": self.frame_size, "jpeg_quality": self.jpeg_quality, "frame_resize": "bicubic",
+                  "keep_audio": self.keep_audio, "decoder": self.decoder}  # decoder threads do not change the bytes
+        if self.keep_audio:  # sets kept as flac before: rebuilt with --overwrite, never mixed with npy shards
+            recipe["audio_member"] = schema.EXT_AUDIO
+        return recipe
 
 
 @dataclasses.dataclass
@@ -104,14 +107,6 @@ def encode_jpeg(img, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def encode_flac(window_int16: np.ndarray) -> bytes:
-    import soundfile
-
-    buf = io.BytesIO()
-    soundfile.write(buf, window_int16, schema.SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    return buf.getvalue()
-
-
 class SampleBuilder:
     """Holds one decoder; ``build(task)`` never raises for a bad clip."""
 
@@ -151,7 +146,7 @@ class SampleBuilder:
 
         img = resize_frame(decoded.frame, opts.frame_size, info.sample_aspect, info.rotation)
         jpeg = encode_jpeg(img, opts.jpeg_quality)
-        flac = encode_flac(window) if opts.keep_audio else None
+        audio_member = schema.encode_audio(window) if opts.keep_audio else None
 
         flags = outcome.flags
         if tiled:
@@ -174,7 +169,7 @@ class SampleBuilder:
             width=int(display_w), height=int(display_h), video_codec=info.video_codec, audio_codec=info.audio_codec,
             source_sample_rate=info.source_sample_rate, audio_seconds=round(len(audio) / schema.SAMPLE_RATE, 6),
             window_start=round(window_start / schema.SAMPLE_RATE, 6), flags=sorted(set(flags)), bbox=task.bbox)
-        outcome.members = schema.encode_sample(meta, jpeg, log_spec, flac)
+        outcome.members = schema.encode_sample(meta, jpeg, log_spec, audio_member)
         outcome.meta = meta
         outcome.flags = meta.flags
         outcome.rotation = info.rotation
