@@ -274,12 +274,13 @@ def validate(cfg: TrainConfig) -> list:
 # Named starting points: the dataclass defaults are the published recipe (ImageNet visual weights, real
 # data). "from-scratch" is the measured recipe for training both encoders from random weights on a
 # CPU (the demo and the quality benchmark use it): no ImageNet weights hence no visual dropout,
-# silence-filled SpecAugment masks, a higher learning rate, small frames and batch, and the FNAC
-# weights scaled to the batch and ramped in after the warm-up (benchmarks/results/train-ablation-cpu.md).
+# silence-filled SpecAugment masks, a higher learning rate, small frames (160: 5x5 maps, measured better
+# than 128) and batch, 8 epochs, and the FNAC weights scaled to the batch and ramped in after the
+# warm-up (benchmarks/results/train-ablation-cpu.md, train-quality-cpu.md).
 PRESETS = {
     "recipe": {},
-    "from-scratch": {"visual_weights": "none", "visual_dropout": 0.0, "spec_mask_fill": "silence", "image_size": 128,
-                     "batch_size": 16, "lr": 3e-4, "epochs": 10, "warmup_epochs": 3, "fnac_ramp_epochs": 2,
+    "from-scratch": {"visual_weights": "none", "visual_dropout": 0.0, "spec_mask_fill": "silence", "image_size": 160,
+                     "batch_size": 16, "lr": 3e-4, "epochs": 8, "warmup_epochs": 3, "fnac_ramp_epochs": 2,
                      "loss_weight_scaling": "batch"},
 }
 
