@@ -370,3 +370,55 @@ def test_audio_controls_score_the_same_items_and_can_be_turned_off(vggss_root, c
             assert metrics.per_sample_cious(raw, gt)[0] == pytest.approx(per["ciou_silence"][i], abs=1e-6)
     with pytest.raises(ConfigError, match="audio-control"):
         EvaluateOptions(**common, audio_controls="silence,noise").checked()
+
+
+# ------------------------------------------------------------------------- malformed ground truth
+
+MALFORMED_BOXES = {  # what a damaged or hand-edited vggss.json holds -> the reason each is counted under
+    "nan": ([[0.1, float("nan"), 0.5, 0.6]], "nan"),
+    "null": ([None], "not_a_box"),
+    "three_values": ([[0.1, 0.2, 0.5]], "not_4_values"),
+    "strings": ([["0.1", "0.2", "0.5", "0.6"]], "non_numeric"),
+    "unnested": ([0.1, 0.2, 0.5, 0.6], "unnested_box"),
+    "bbox_null": (None, "bbox_not_a_list"),
+}
+
+
+def test_cli_vggss_malformed_boxes_are_counted_not_a_crash(vggss_root, checkpoint, tmp_path):
+    root = Path(shutil.copytree(vggss_root.root, tmp_path / "v"))
+    entries = json.loads((root / "vggss.json").read_text())
+    by_id = {e["file"]: e for e in entries}
+    ids = [it["id"] for it in vggss_root.items]
+    # item 0: every malformed box kind at once; 1: an unnested box; 2: no box list at all; 3, 4: good
+    box_kinds = ["nan", "null", "three_values", "strings"]
+    by_id[ids[0]]["bbox"] = [MALFORMED_BOXES[k][0][0] for k in box_kinds]
+    by_id[ids[1]]["bbox"] = MALFORMED_BOXES["unnested"][0]
+    by_id[ids[2]]["bbox"] = MALFORMED_BOXES["bbox_null"][0]
+    expected = {ids[0]: box_kinds, ids[1]: ["unnested"], ids[2]: ["bbox_null"]}
+    # json.dumps writes NaN as the bare token NaN, which is what such a file holds
+    (root / "vggss.json").write_text(json.dumps(entries))
+    out = tmp_path / "out"
+    code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(root), "--checkpoint", str(checkpoint),
+                         "--out", str(out), "--overlays", "0", "--device", "cpu", "--audio-control", "none"])
+    assert code == 0 and "Traceback" not in output, output
+    results = json.loads((out / "results.json").read_text())
+    assert results["counts"]["scored"] == len(ids) and results["counts"]["defective_gt_items"] == 3
+    for clip, kinds in expected.items():
+        for kind in kinds:
+            reason = MALFORMED_BOXES[kind][1]
+            assert results["counts"]["defective_gt"][reason] == 1, (kind, results["counts"]["defective_gt"])
+            assert reason in results["defective_gt_ids"][clip]
+            assert f"{reason} 1" in output  # the printed counts name it
+    # the unnested box is the one box it evidently is, so it is drawn; malformed boxes draw nothing
+    table = pq.read_table(out / "per_sample.parquet").to_pydict()
+    empty = dict(zip(table["id"], table["empty_gt"]))
+    assert empty == {ids[0]: True, ids[1]: False, ids[2]: True, ids[3]: False, ids[4]: False}
+
+
+def test_malformed_box_kinds_each_have_their_reason():
+    for kind, (boxes, reason) in MALFORMED_BOXES.items():
+        from avloc.evaluation.vggss import vggss_defects
+
+        counts, per_clip = vggss_defects([{"file": "a", "bbox": boxes}])
+        assert reason in counts and reason in per_clip["a"], kind
+    assert metrics.gt_map_from_boxes([[0.1, float("nan"), 0.5, 0.6], [0, 0, 0.5, 0.5]]).sum() == 112 * 112

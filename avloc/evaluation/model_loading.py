@@ -68,9 +68,14 @@ def _load_into(model, state: dict, source: str) -> None:
 def model_from_checkpoint(path, device="cpu"):
     """(FNACModel in eval mode on ``device``, {"kind": "avloc"|"released", "model_config": ...})."""
     from avloc.model import FNACModel
+    from avloc.model_config import model_config_problems
 
     obj = load_checkpoint(path)
     if is_avloc_checkpoint(obj):
+        problems = model_config_problems(obj.get("model_config") or {})
+        if problems:
+            raise InputError(f"checkpoint {path} is refused: its model_config is not one avloc builds: "
+                             + "; ".join(problems))
         config = dict(obj.get("model_config") or {})
         config["visual_weights"] = "none"
         try:
