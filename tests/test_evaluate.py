@@ -422,3 +422,78 @@ def test_malformed_box_kinds_each_have_their_reason():
         counts, per_clip = vggss_defects([{"file": "a", "bbox": boxes}])
         assert reason in counts and reason in per_clip["a"], kind
     assert metrics.gt_map_from_boxes([[0.1, float("nan"), 0.5, 0.6], [0, 0, 0.5, 0.5]]).sum() == 112 * 112
+
+
+def test_cli_unreadable_lists_and_meta_csv_are_one_line(vggss_root, checkpoint, tmp_path):
+    from avloc.tools.synth import write_benchmark
+
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8)) + b"\xff\xfe")
+    (tmp_path / "folder.csv").mkdir()
+    base = ["evaluate", "--out", str(tmp_path / "o"), "--device", "cpu", "--checkpoint", str(checkpoint)]
+    vggss = base + ["--benchmark", "vggss", "--data-root", str(vggss_root.root)]
+    avs = write_benchmark(tmp_path / "avs", "avsbench-s4", 1, seed=3, frame_size=(64, 48)).root
+    meta = next(Path(avs).rglob("s4_meta_data.csv"))
+    meta.write_bytes(binary.read_bytes())
+    cases = [
+        (vggss + ["--test-list", str(tmp_path / "absent.csv")], "No such file"),
+        (vggss + ["--test-list", str(tmp_path / "folder.csv")], "Is a directory"),
+        (vggss + ["--test-list", str(binary)], "cannot read id list"),
+        (base + ["--benchmark", "avsbench-s4", "--data-root", str(avs)], "is not a UTF-8 csv"),
+    ]
+    for args, message in cases:
+        code, output = _run(args)
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in output, (args, output)
+
+
+def test_unsafe_and_forged_checkpoints_are_refused_in_avlocs_words(tmp_path, tiny_model):
+    import argparse
+
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"model": tiny_model.state_dict(), "args": argparse.Namespace(lr=1)}, unsafe)
+    with pytest.raises(InputError) as err:
+        model_from_checkpoint(unsafe)
+    text = str(err.value)
+    assert "not a checkpoint avloc can load safely" in text and "argparse.Namespace" in text
+    assert "weights_only" not in text and "\n" not in text
+    truncated = tmp_path / "truncated.pt"
+    save_checkpoint(truncated, model_state=tiny_model.state_dict(), model_config=tiny_model.model_config())
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    with pytest.raises(InputError, match="damaged/truncated") as err:
+        model_from_checkpoint(truncated)
+    assert "\n" not in str(err.value) and "high likelihood" not in str(err.value)
+
+    forged = tmp_path / "forged.pt"  # a model_config that would allocate terabytes
+    save_checkpoint(forged, model_state=tiny_model.state_dict(), model_config={**tiny_model.model_config(),
+                                                                               "dim": 2 ** 40})
+    with pytest.raises(InputError, match=r"model_config .*dim must be an integer in \[1, 65536\], got 1099511627776"):
+        model_from_checkpoint(forged)
+    for bad in ({"dim": "8"}, {"dim": True}, {"visual_dropout": float("nan")}, {"layers": 99}):
+        save_checkpoint(forged, model_state=tiny_model.state_dict(), model_config={**tiny_model.model_config(), **bad})
+        with pytest.raises(InputError, match="is refused"):
+            model_from_checkpoint(forged)
+
+
+def test_nan_weights_are_refused_and_nan_heat_maps_warned(vggss_root, tiny_model, tmp_path, capsys):
+    from avloc.evaluation.loading import item_batches, load_items
+    from avloc.evaluation.scoring import score_items
+
+    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    state["audio.proj.weight"][0, 0] = float("nan")
+    nan_ckpt = tmp_path / "nan.pt"
+    save_checkpoint(nan_ckpt, model_state=state, model_config=tiny_model.model_config())
+    code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(vggss_root.root), "--checkpoint",
+                         str(nan_ckpt), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "non-finite weights" in lines[0] and "audio.proj.weight" in lines[0]
+    assert not (tmp_path / "o" / "results.json").exists()
+
+    # a model that gives NaN maps by other means (scored through the library) is warned about and counted
+    model = FNACModel(dim=8).eval()
+    model.load_state_dict(state)
+    _, items = load_items("vggss", vggss_root.root, limit=2)
+    scores = score_items(items, item_batches(items, 2, 0), model, torch.device("cpu"), progress=False,
+                         audio_controls=())
+    assert scores.nonfinite_maps == [0, 1]
+    assert "2 of 2 heat maps hold NaN or inf" in capsys.readouterr().err

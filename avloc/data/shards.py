@@ -165,6 +165,10 @@ class ShardSet:
     def skipped_at_open(self) -> int:
         return len(self.bad)
 
+    def shard_of(self, key: str) -> Optional[str]:
+        """The name of the shard holding sample ``key`` (for messages; a linear search)."""
+        return next((shard.name for shard in self.shards for s in shard.samples if s.key == key), None)
+
     def _open_shard(self, tar: Path) -> Shard:
         index = tar.with_suffix(".idx")
         if not tar.is_file():

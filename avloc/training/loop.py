@@ -195,8 +195,9 @@ class TrainingRun:
         try:
             values = self.trainer.train_step(batch, epoch, probe)
         except NonFiniteLoss as exc:
-            raise NonFiniteLoss(f"{exc}; the last good state is in {self.latest} "
-                                "(set nonfinite=skip to skip such steps)") from None
+            saved = (f"the last good state is in {self.latest}" if self.latest.is_file()
+                     else "no checkpoint was written yet")
+            raise NonFiniteLoss(f"{exc}; {saved} (set nonfinite=skip to skip such steps)") from None
         if values is None:
             self.metrics_write("nonfinite", step=self.trainer.step, epoch=epoch, terms=self.trainer.last_skip,
                                skipped_steps=self.trainer.skipped_steps)
