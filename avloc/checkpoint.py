@@ -34,7 +34,13 @@ def _torch_save(obj, tmp: Path) -> None:
     # into one line naming the path and the free space; torch's own writer on a path reports it as an
     # opaque RuntimeError from its zip container
     with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as exc:  # the zip writer may wrap the file object's OSError
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
