@@ -497,3 +497,22 @@ def test_nan_weights_are_refused_and_nan_heat_maps_warned(vggss_root, tiny_model
                          audio_controls=())
     assert scores.nonfinite_maps == [0, 1]
     assert "2 of 2 heat maps hold NaN or inf" in capsys.readouterr().err
+
+
+def test_cli_out_on_proc_or_a_read_only_mount_is_refused_before_scoring(vggss_root, checkpoint, tmp_path,
+                                                                       monkeypatch):
+    from avloc.evaluation import scoring
+    from mounts import tmpfs
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored although --out cannot be written")
+
+    monkeypatch.setattr(scoring, "score_items", never)
+    with tmpfs(tmp_path / "ro", 1 << 20, read_only=True) as read_only:
+        for out, message in ((Path("/proc/avloc-eval"), "/proc is not writable"),
+                             (read_only / "eval", f"{read_only} is not writable"),
+                             (read_only, f"{read_only} is not writable")):
+            code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(vggss_root.root),
+                                 "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"])
+            lines = [line for line in output.splitlines() if line.strip()]
+            assert code == 2 and len(lines) == 1 and message in lines[0], (out, output)
