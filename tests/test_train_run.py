@@ -34,7 +34,7 @@ def env():
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def run_train(shards, run_dir, *extra_sets, resume=False, timeout=240):
+def run_train(shards, run_dir, *extra_sets, resume=False, timeout=480):
     return subprocess.run(train_cmd(shards, run_dir, *extra_sets, resume=resume), capture_output=True, text=True,
                           timeout=timeout, env=env())
 
