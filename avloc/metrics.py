@@ -137,21 +137,41 @@ def localization_scores(heatmaps, gt_maps, upsample: str = "bicubic") -> dict:
 
 # ---------------------------------------------------------------- ground-truth maps
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def usable_box(box):
+    """A box's four coordinates as floats, or None when it cannot be drawn at all (not a list of four
+    numbers, or a NaN among them); such boxes are counted as defective and left out of the map."""
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_is_number(v) for v in box):
+        return None
+    vals = tuple(float(v) for v in box)
+    return None if any(math.isnan(v) for v in vals) else vals
+
+
 def gt_map_from_boxes(boxes, size: int = MAP_SIZE) -> np.ndarray:
     """VGG-SS boxes [[x1, y1, x2, y2], ...] as fractions -> binary union map [size, size] float32.
 
     Each coordinate is clipped to [0, 1], scaled by ``size`` and truncated to int; a box fills
-    rows y1:y2 and columns x1:x2 (empty when x2 <= x1 or y2 <= y1, as the formula gives).
+    rows y1:y2 and columns x1:x2 (empty when x2 <= x1 or y2 <= y1, as the formula gives). Boxes
+    that are not four numbers (``usable_box``) draw nothing.
     """
     gt = np.zeros((size, size), dtype=np.float32)
-    for box in boxes:
-        x1, y1, x2, y2 = (int(min(max(float(v), 0.0), 1.0) * size) for v in box)
+    for box in boxes if isinstance(boxes, (list, tuple)) else ():
+        vals = usable_box(box)
+        if vals is None:
+            continue
+        x1, y1, x2, y2 = (int(min(max(v, 0.0), 1.0) * size) for v in vals)
         gt[y1:y2, x1:x2] = 1.0
     return gt
 
 
 def flickr_box_to_map_coords(box, size: int = MAP_SIZE, canvas: int = FLICKR_CANVAS) -> tuple:
-    return tuple(int(size * int(v) / canvas) for v in box)
+    """Canvas pixels -> map pixels, int(size * v / canvas), held to [0, size]: a negative coordinate
+    would otherwise count from the far edge when used as an index (such boxes are flagged by
+    ``flickr_box_defects``)."""
+    return tuple(min(max(int(size * int(v) / canvas), 0), size) for v in box)
 
 
 def gt_map_from_flickr_boxes(boxes, size: int = MAP_SIZE, canvas: int = FLICKR_CANVAS) -> np.ndarray:
@@ -166,17 +186,39 @@ def gt_map_from_flickr_boxes(boxes, size: int = MAP_SIZE, canvas: int = FLICKR_C
     return gt
 
 
+def flickr_box_defects(box, canvas: int = FLICKR_CANVAS) -> list:
+    """Names of the defects of one Flickr box in canvas pixels (empty list when it is well-formed)."""
+    x1, y1, x2, y2 = box
+    defects = []
+    if min(box) < 0:
+        defects.append("negative_coordinate")
+    if max(box) > canvas:
+        defects.append("beyond_canvas")
+    if x2 < x1 or y2 < y1:
+        defects.append("inverted")
+    elif x2 == x1 or y2 == y1:
+        defects.append("zero_area")
+    return defects
+
+
 def gt_map_from_mask(mask) -> np.ndarray:
     """AVSBench mask (any integer/bool array, palette indices included) -> binary float32 map (> 0)."""
     return (np.asarray(mask) > 0).astype(np.float32)
 
 
 def box_defects(box) -> list:
-    """Names of the defects of one VGG-SS box (empty list when it is well-formed)."""
-    vals = [float(v) for v in box]
-    defects = []
-    if len(vals) != 4:
+    """Names of the defects of one VGG-SS box (empty list when it is well-formed). ``not_a_box``,
+    ``not_4_values``, ``non_numeric`` and ``nan`` boxes cannot be drawn (``usable_box``)."""
+    if not isinstance(box, (list, tuple)):
+        return ["not_a_box"]
+    if len(box) != 4:
         return ["not_4_values"]
+    if not all(_is_number(v) for v in box):
+        return ["non_numeric"]
+    vals = [float(v) for v in box]
+    if any(math.isnan(v) for v in vals):
+        return ["nan"]
+    defects = []
     if any(not math.isfinite(v) or abs(v) > 1e6 for v in vals):
         defects.append("placeholder")
     if vals[2] < vals[0]:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avloc.errors import InputError
+from avloc.model_config import MAX_DIM
 
 _TRUNK_CHANNELS = 512
 
@@ -125,8 +126,8 @@ class FNACModel(nn.Module):
 
     def __init__(self, visual_weights: str = "none", dim: int = 512, visual_dropout: float = 0.9, audio_dropout: float = 0.0):
         super().__init__()
-        if dim < 1:
-            raise InputError(f"model dim must be >= 1, got {dim}")
+        if not 1 <= dim <= MAX_DIM:
+            raise InputError(f"model dim must be in [1, {MAX_DIM}], got {dim}")
         for name, p in (("visual_dropout", visual_dropout), ("audio_dropout", audio_dropout)):
             if not 0.0 <= p < 1.0:
                 raise InputError(f"{name} must be in [0, 1), got {p}")

@@ -17,8 +17,10 @@
 * A JPEG the decoder rejects stops the pipeline. The wrapper then finds the culprit (PIL over
   this rank's samples of the epoch) and raises one line naming shard and key. DALI cannot
   drop one sample from a running batch, so with ``bad_sample="skip"`` such JPEGs are reported
-  the same way, advising the torch backend; everything detectable from the index (truncated
-  tar, missing members, incomplete JPEG) is skipped before the pipeline is built.
+  the same way, advising the torch backend; everything the shard set checks when it opens the
+  shards (index rows, truncated tar, missing members, incomplete JPEG, a frame header above
+  the pixel limit, a json member that does not parse) is skipped before the pipeline is built,
+  exactly as the torch loader skips it.
 """
 
 from __future__ import annotations

@@ -67,12 +67,13 @@ def sample_meta(i: int, key: str, split: str, *, width: int, height: int, labell
 
 def write_shards(out: Path, counts: dict, *, samples_per_shard: int = 8, width: int = 96, height: int = 72,
                  seed: int = 0, drop_members: Optional[dict] = None, corrupt_jpeg: Optional[set] = None,
-                 truncated_jpeg: Optional[set] = None) -> dict:
+                 truncated_jpeg: Optional[set] = None, replace_members: Optional[dict] = None) -> dict:
     """Write shards for ``counts`` = {split: n_samples}. Returns {split: [keys in stored order]}.
 
     ``drop_members`` = {key: ext} leaves that member out of the sample; ``corrupt_jpeg`` = keys
     whose jpg member is garbage between valid JPEG start and end markers (only a decoder can
-    tell); ``truncated_jpeg`` = keys whose jpg is cut in half (no end marker).
+    tell); ``truncated_jpeg`` = keys whose jpg is cut in half (no end marker); ``replace_members`` =
+    {key: {ext: bytes}} stores those bytes as the member (crafted frames, damaged json).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,7 @@ def write_shards(out: Path, counts: dict, *, samples_per_shard: int = 8, width: 
                     members = schema.encode_sample(sample_meta(i, key, split, width=width, height=height),
                                                    jpeg, random_spec(i, seed=seed))
                     members.pop(drop_members.get(key, "-"), None)
+                    members.update((replace_members or {}).get(key, {}))
                     writer.write(key, members)
                     keys.append(key)
             atomic_write_bytes(out / f"{stem}_stats.json", json.dumps({"samples": len(keys)}).encode())
@@ -157,3 +159,32 @@ def write_gradient_shards(out: Path, n: int, *, width: int = 160, height: int = 
                                      shards={"train": [{"name": "train-000000.tar", "samples": n}]})
     atomic_write_bytes(out / "dataset.json", json.dumps(summary).encode())
     return jpeg
+
+
+def jpeg_claiming(width: int, height: int, i: int = 0) -> bytes:
+    """A real small JPEG whose frame header is rewritten to claim ``width`` x ``height`` pixels (the
+    file stays a few hundred bytes: a decoder that trusts the header allocates for the claim)."""
+    data = bytearray(frame_jpeg(i, 16, 16))
+    pos = 2
+    while data[pos + 1] not in (0xC0, 0xC1, 0xC2):
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    data[pos + 5:pos + 7] = height.to_bytes(2, "big")
+    data[pos + 7:pos + 9] = width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def damage_index_row(index: Path, row: int, field: int, value: str) -> None:
+    """Replace field ``field`` (0-based, whitespace-separated) of sample row ``row`` of a .idx file."""
+    lines = Path(index).read_text().splitlines()
+    parts = lines[row + 1].split()
+    parts[field] = value
+    lines[row + 1] = " ".join(parts)
+    Path(index).write_text("\n".join(lines) + "\n")
+
+
+def dali_available() -> bool:
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError:
+        return False
+    return True

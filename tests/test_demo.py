@@ -42,3 +42,21 @@ def test_demo_rejects_bad_arguments_with_every_problem_at_once(tmp_path):
     assert old.exit_code == 2 and "--n-clips must be >= 8" in old.output
     help_text = CliRunner().invoke(cli, ["demo", "--help"]).output
     assert "avloc demo --out demo" in help_text and "--clips" not in help_text.replace("--n-clips", "")
+
+
+def test_demo_unusable_out_is_one_line_before_any_work(tmp_path):
+    from avloc.errors import run_click_command
+    from mounts import tmpfs
+
+    (tmp_path / "file").write_text("x")
+    with tmpfs(tmp_path / "ro", 1 << 20, read_only=True) as read_only:
+        for out, message in ((tmp_path / "file", "is a file, not a folder"),
+                             ("/proc/avloc-demo", "/proc is not writable"),
+                             (read_only / "demo", f"{read_only} is not writable"),
+                             (read_only, f"{read_only} is not writable")):
+            with CliRunner().isolation() as (_, _, output):
+                code = run_click_command(cli, ["demo", "--out", str(out)], "avloc")
+            text = output.getvalue().decode()
+            lines = [line for line in text.splitlines() if line.strip()]
+            assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in text, (out, text)
+        assert not list(read_only.iterdir())

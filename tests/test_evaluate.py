@@ -370,3 +370,149 @@ def test_audio_controls_score_the_same_items_and_can_be_turned_off(vggss_root, c
             assert metrics.per_sample_cious(raw, gt)[0] == pytest.approx(per["ciou_silence"][i], abs=1e-6)
     with pytest.raises(ConfigError, match="audio-control"):
         EvaluateOptions(**common, audio_controls="silence,noise").checked()
+
+
+# ------------------------------------------------------------------------- malformed ground truth
+
+MALFORMED_BOXES = {  # what a damaged or hand-edited vggss.json holds -> the reason each is counted under
+    "nan": ([[0.1, float("nan"), 0.5, 0.6]], "nan"),
+    "null": ([None], "not_a_box"),
+    "three_values": ([[0.1, 0.2, 0.5]], "not_4_values"),
+    "strings": ([["0.1", "0.2", "0.5", "0.6"]], "non_numeric"),
+    "unnested": ([0.1, 0.2, 0.5, 0.6], "unnested_box"),
+    "bbox_null": (None, "bbox_not_a_list"),
+}
+
+
+def test_cli_vggss_malformed_boxes_are_counted_not_a_crash(vggss_root, checkpoint, tmp_path):
+    root = Path(shutil.copytree(vggss_root.root, tmp_path / "v"))
+    entries = json.loads((root / "vggss.json").read_text())
+    by_id = {e["file"]: e for e in entries}
+    ids = [it["id"] for it in vggss_root.items]
+    # item 0: every malformed box kind at once; 1: an unnested box; 2: no box list at all; 3, 4: good
+    box_kinds = ["nan", "null", "three_values", "strings"]
+    by_id[ids[0]]["bbox"] = [MALFORMED_BOXES[k][0][0] for k in box_kinds]
+    by_id[ids[1]]["bbox"] = MALFORMED_BOXES["unnested"][0]
+    by_id[ids[2]]["bbox"] = MALFORMED_BOXES["bbox_null"][0]
+    expected = {ids[0]: box_kinds, ids[1]: ["unnested"], ids[2]: ["bbox_null"]}
+    # json.dumps writes NaN as the bare token NaN, which is what such a file holds
+    (root / "vggss.json").write_text(json.dumps(entries))
+    out = tmp_path / "out"
+    code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(root), "--checkpoint", str(checkpoint),
+                         "--out", str(out), "--overlays", "0", "--device", "cpu", "--audio-control", "none"])
+    assert code == 0 and "Traceback" not in output, output
+    results = json.loads((out / "results.json").read_text())
+    assert results["counts"]["scored"] == len(ids) and results["counts"]["defective_gt_items"] == 3
+    for clip, kinds in expected.items():
+        for kind in kinds:
+            reason = MALFORMED_BOXES[kind][1]
+            assert results["counts"]["defective_gt"][reason] == 1, (kind, results["counts"]["defective_gt"])
+            assert reason in results["defective_gt_ids"][clip]
+            assert f"{reason} 1" in output  # the printed counts name it
+    # the unnested box is the one box it evidently is, so it is drawn; malformed boxes draw nothing
+    table = pq.read_table(out / "per_sample.parquet").to_pydict()
+    empty = dict(zip(table["id"], table["empty_gt"]))
+    assert empty == {ids[0]: True, ids[1]: False, ids[2]: True, ids[3]: False, ids[4]: False}
+
+
+def test_malformed_box_kinds_each_have_their_reason():
+    for kind, (boxes, reason) in MALFORMED_BOXES.items():
+        from avloc.evaluation.vggss import vggss_defects
+
+        counts, per_clip = vggss_defects([{"file": "a", "bbox": boxes}])
+        assert reason in counts and reason in per_clip["a"], kind
+    assert metrics.gt_map_from_boxes([[0.1, float("nan"), 0.5, 0.6], [0, 0, 0.5, 0.5]]).sum() == 112 * 112
+
+
+def test_cli_unreadable_lists_and_meta_csv_are_one_line(vggss_root, checkpoint, tmp_path):
+    from avloc.tools.synth import write_benchmark
+
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8)) + b"\xff\xfe")
+    (tmp_path / "folder.csv").mkdir()
+    base = ["evaluate", "--out", str(tmp_path / "o"), "--device", "cpu", "--checkpoint", str(checkpoint)]
+    vggss = base + ["--benchmark", "vggss", "--data-root", str(vggss_root.root)]
+    avs = write_benchmark(tmp_path / "avs", "avsbench-s4", 1, seed=3, frame_size=(64, 48)).root
+    meta = next(Path(avs).rglob("s4_meta_data.csv"))
+    meta.write_bytes(binary.read_bytes())
+    cases = [
+        (vggss + ["--test-list", str(tmp_path / "absent.csv")], "No such file"),
+        (vggss + ["--test-list", str(tmp_path / "folder.csv")], "Is a directory"),
+        (vggss + ["--test-list", str(binary)], "cannot read id list"),
+        (base + ["--benchmark", "avsbench-s4", "--data-root", str(avs)], "is not a UTF-8 csv"),
+    ]
+    for args, message in cases:
+        code, output = _run(args)
+        lines = [line for line in output.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and message in lines[0] and "Traceback" not in output, (args, output)
+
+
+def test_unsafe_and_forged_checkpoints_are_refused_in_avlocs_words(tmp_path, tiny_model):
+    import argparse
+
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"model": tiny_model.state_dict(), "args": argparse.Namespace(lr=1)}, unsafe)
+    with pytest.raises(InputError) as err:
+        model_from_checkpoint(unsafe)
+    text = str(err.value)
+    assert "not a checkpoint avloc can load safely" in text and "argparse.Namespace" in text
+    assert "weights_only" not in text and "\n" not in text
+    truncated = tmp_path / "truncated.pt"
+    save_checkpoint(truncated, model_state=tiny_model.state_dict(), model_config=tiny_model.model_config())
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    with pytest.raises(InputError, match="damaged/truncated") as err:
+        model_from_checkpoint(truncated)
+    assert "\n" not in str(err.value) and "high likelihood" not in str(err.value)
+
+    forged = tmp_path / "forged.pt"  # a model_config that would allocate terabytes
+    save_checkpoint(forged, model_state=tiny_model.state_dict(), model_config={**tiny_model.model_config(),
+                                                                               "dim": 2 ** 40})
+    with pytest.raises(InputError, match=r"model_config .*dim must be an integer in \[1, 65536\], got 1099511627776"):
+        model_from_checkpoint(forged)
+    for bad in ({"dim": "8"}, {"dim": True}, {"visual_dropout": float("nan")}, {"layers": 99}):
+        save_checkpoint(forged, model_state=tiny_model.state_dict(), model_config={**tiny_model.model_config(), **bad})
+        with pytest.raises(InputError, match="is refused"):
+            model_from_checkpoint(forged)
+
+
+def test_nan_weights_are_refused_and_nan_heat_maps_warned(vggss_root, tiny_model, tmp_path, capsys):
+    from avloc.evaluation.loading import item_batches, load_items
+    from avloc.evaluation.scoring import score_items
+
+    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    state["audio.proj.weight"][0, 0] = float("nan")
+    nan_ckpt = tmp_path / "nan.pt"
+    save_checkpoint(nan_ckpt, model_state=state, model_config=tiny_model.model_config())
+    code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(vggss_root.root), "--checkpoint",
+                         str(nan_ckpt), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "non-finite weights" in lines[0] and "audio.proj.weight" in lines[0]
+    assert not (tmp_path / "o" / "results.json").exists()
+
+    # a model that gives NaN maps by other means (scored through the library) is warned about and counted
+    model = FNACModel(dim=8).eval()
+    model.load_state_dict(state)
+    _, items = load_items("vggss", vggss_root.root, limit=2)
+    scores = score_items(items, item_batches(items, 2, 0), model, torch.device("cpu"), progress=False,
+                         audio_controls=())
+    assert scores.nonfinite_maps == [0, 1]
+    assert "2 of 2 heat maps hold NaN or inf" in capsys.readouterr().err
+
+
+def test_cli_out_on_proc_or_a_read_only_mount_is_refused_before_scoring(vggss_root, checkpoint, tmp_path,
+                                                                       monkeypatch):
+    from avloc.evaluation import scoring
+    from mounts import tmpfs
+
+    def never(*args, **kwargs):
+        raise AssertionError("scored although --out cannot be written")
+
+    monkeypatch.setattr(scoring, "score_items", never)
+    with tmpfs(tmp_path / "ro", 1 << 20, read_only=True) as read_only:
+        for out, message in ((Path("/proc/avloc-eval"), "/proc is not writable"),
+                             (read_only / "eval", f"{read_only} is not writable"),
+                             (read_only, f"{read_only} is not writable")):
+            code, output = _run(["evaluate", "--benchmark", "vggss", "--data-root", str(vggss_root.root),
+                                 "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"])
+            lines = [line for line in output.splitlines() if line.strip()]
+            assert code == 2 and len(lines) == 1 and message in lines[0], (out, output)

@@ -234,3 +234,27 @@ def test_unknown_root_is_an_input_error(tmp_path):
     (bad / "vggss.json").write_text(json.dumps({"not": "a list"}))
     with pytest.raises(InputError, match="not a VGG-SS annotation file"):
         load_benchmark("vggss", bad)
+
+
+def test_flickr_negative_inverted_and_off_canvas_boxes_are_flagged(synth_sets, tmp_path):
+    _, sets = synth_sets
+    root = _copy(sets["flickr-flat"].root, tmp_path / "f")
+    ids = [it["id"] for it in sets["flickr-flat"].items]
+
+    def xml(*boxes):
+        return "<annotation>" + "".join(
+            f"<object><bbox><l>1</l><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax></bbox></object>"
+            for a, b, c, d in boxes) + "</annotation>"
+
+    (root / f"{ids[0]}.xml").write_text(xml((-40, 0, 128, 128), (0, 0, 128, 128)))  # negative xmin
+    (root / f"{ids[1]}.xml").write_text(xml((200, 10, 100, 90), (10, 10, 300, 90)))  # inverted; off the canvas
+    bench = load_benchmark("flickr", root)
+    assert bench.counts()["defective_gt"] == {"negative_coordinate": 1, "inverted": 1, "beyond_canvas": 1}
+    assert bench.defective_items[ids[0]] == ["negative_coordinate"]
+    assert sorted(bench.defective_items[ids[1]]) == ["beyond_canvas", "inverted"]
+    assert ids[2] not in bench.defective_items
+    by_id = {it.id: it for it in bench.items}
+    g = by_id[ids[0]].gt_map()
+    # a negative xmin starts at the left edge, it does not count from the right (which left the box empty)
+    assert g[:112, :112].min() == 1.0 and g[:, 112:].max() == 0.0
+    assert by_id[ids[1]].gt_map()[10:78, 9:224].min() == 0.5  # the inverted box draws nothing

@@ -359,6 +359,88 @@ def test_not_a_shard_dir_and_bad_arguments(tmp_path, shards):
         build_loader(root, "test", LoaderOptions(backend="torch"))
 
 
+# The damaged-shard corpus: every kind of damage a shard can carry that is found when the shards are
+# opened (index rows, member sizes, frame headers, metadata). Both shard loaders must name the same
+# sample with bad_sample="error" and leave out the same samples with "skip".
+SHARD_DAMAGE = {
+    # kind: (sample index, how it is made, words of the one-line reason)
+    "huge_frame_header": (1, {"replace": {schema.EXT_FRAME: "huge"}}, "30000 x 30000 pixels, above the"),
+    "json_not_json": (3, {"replace": {schema.EXT_META: b"{not json"}}, "json member: Expecting"),
+    "json_not_object": (5, {"replace": {schema.EXT_META: b"[1, 2]"}}, "json member: json member is not an object"),
+    "json_bad_class_index": (7, {"replace": {schema.EXT_META: b'{"class_index": "dog"}'}}, "class_index 'dog'"),
+    "json_not_utf8": (8, {"replace": {schema.EXT_META: b'{"key": "\xff\xfe"}'}}, "json member: 'utf-8' codec"),
+    "truncated_jpeg": (9, {"truncated": True}, "not a complete JPEG"),
+    "missing_spec": (11, {"drop": schema.EXT_SPEC}, "missing its spec.f16"),
+    "index_offset_not_integer": (14, {"index": (1, "12x4")}, "offset '12x4'"),
+    "index_offset_negative": (16, {"index": (1, "-512")}, "offset '-512'"),
+    "index_size_negative": (18, {"index": (6, "-9")}, "size '-9'"),
+}
+
+
+def write_damaged_shards(root: Path, kinds, n: int = 20, per_shard: int = 10) -> list:
+    """Shards of ``n`` samples carrying the damage ``kinds``; returns the stored keys."""
+    replace, drop, truncated, index_damage = {}, {}, set(), []
+    for kind in kinds:
+        i, how, _ = SHARD_DAMAGE[kind]
+        key = lf.clip_key(i)
+        for ext, data in how.get("replace", {}).items():
+            replace.setdefault(key, {})[ext] = lf.jpeg_claiming(30000, 30000, i) if data == "huge" else data
+        if "drop" in how:
+            drop[key] = how["drop"]
+        if how.get("truncated"):
+            truncated.add(key)
+        if "index" in how:
+            index_damage.append((i, *how["index"]))
+    keys = lf.write_shards(root, {"train": n}, samples_per_shard=per_shard, drop_members=drop,
+                           truncated_jpeg=truncated, replace_members=replace)["train"]
+    for i, field, value in index_damage:
+        lf.damage_index_row(root / f"{schema.shard_stem('train', i // per_shard)}.idx", i % per_shard, field, value)
+    return keys
+
+
+def test_damage_corpus_is_what_it_claims(tmp_path):
+    from avloc.data.frame_limits import jpeg_frame_size
+
+    jpeg = lf.jpeg_claiming(30000, 30000)
+    assert len(jpeg) < 1000 and jpeg_frame_size(lambda pos, n: jpeg[pos:pos + n], len(jpeg)) == (30000, 30000)
+    real = lf.frame_jpeg(0, 96, 72)
+    assert jpeg_frame_size(lambda pos, n: real[pos:pos + n], len(real)) == (72, 96)
+    keys = write_damaged_shards(tmp_path, ["index_offset_negative"])
+    row = (tmp_path / "train-000001.idx").read_text().splitlines()[1 + 6].split()
+    assert row[1] == "-512" and row[3] == f"{keys[16]}.jpg"
+
+
+@pytest.mark.parametrize("backend", SHARD_BACKENDS)
+@pytest.mark.parametrize("kind", list(SHARD_DAMAGE))
+def test_each_damage_kind_is_one_line_naming_the_sample(tmp_path, backend, kind):
+    keys = write_damaged_shards(tmp_path, [kind])
+    i, _, words = SHARD_DAMAGE[kind]
+    with pytest.raises(InputError) as err:
+        list(load(tmp_path, backend, mode="eval", batch_size=4))
+    text = str(err.value)
+    assert f"bad sample {keys[i]!r} in shard train-00000{i // 10}.tar" in text and words in text, text
+    assert "\n" not in text and "bad_sample='skip'" in text
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_both_shard_loaders_skip_the_same_damaged_samples(tmp_path, mode):
+    """The same damaged shards through the torch and (when installed) DALI loaders: same samples out."""
+    keys = write_damaged_shards(tmp_path, SHARD_DAMAGE)
+    bad = {keys[i] for i, _, _ in SHARD_DAMAGE.values()}
+    backends = ["torch"] + (["dali"] if lf.dali_available() else [])
+    got = {}
+    for backend in backends:
+        loader = load(tmp_path, backend, mode=mode, batch_size=2, bad_sample="skip")
+        got[backend] = keys_of(loader)
+        assert loader.skipped == len(SHARD_DAMAGE) and loader.num_samples == len(keys) - len(bad), backend
+    good = [k for k in keys if k not in bad]
+    assert sorted(got["torch"]) == sorted(good)
+    if mode == "eval":
+        assert got["torch"] == good  # stored order
+    for backend in backends[1:]:
+        assert sorted(got[backend]) == sorted(got["torch"]), backend
+
+
 # ---------------------------------------------------------------- folder (reference) loader
 
 

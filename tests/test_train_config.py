@@ -256,3 +256,23 @@ def test_presets_start_from_named_configs_and_later_sources_win(tmp_path):
     assert out.returncode == 0, out.stderr
     printed = yaml.safe_load(out.stdout)
     assert printed["visual_weights"] == "none" and printed["lr"] == 0.001 and printed["fnac_ramp_epochs"] == 2
+
+
+def test_non_utf8_config_and_huge_dim_are_one_line_problems(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_bytes(b"lr: 1e-4\nname: \xff\xfe\x00\x81\n")
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte \d+ cannot be decoded\)"):
+        build_config(f)
+    with pytest.raises(ConfigError, match=r"dim: must be <= 65536, got 1099511627776"):
+        build_config(None, [f"dim={2 ** 40}"])
+
+
+def test_cli_tensorboard_on_off_reach_the_config():
+    from click.testing import CliRunner
+
+    from avloc.commands.train import command
+
+    for value in ("off", "on"):
+        result = CliRunner().invoke(command, ["--print-config", "--set", f"tensorboard={value}"])
+        assert result.exit_code == 0, result.output
+        assert yaml.safe_load(result.output)["tensorboard"] == value

@@ -61,6 +61,10 @@ def test_stop_names_step_and_terms(nan_shards, tmp_path):
     assert "contrastive=nan" in last and "loss=nan" in last and "Traceback" not in proc.stderr
     step = int(last.split("at step ")[1].split()[0])
     assert 1 <= step <= 4
+    # the sample that carried the NaN is named with its shard, and no checkpoint is pointed at before one exists
+    assert f"non-finite spec input in sample '{loader_fixtures.clip_key(BAD_INDEX)}' in shard train-000000.tar" in last
+    assert "no checkpoint was written yet" in last and "latest.pt" not in last
+    assert not (tmp_path / "run" / "checkpoints" / "latest.pt").exists()
     train_steps = [r["step"] for r in rows(tmp_path / "run") if r["kind"] == "train"]
     assert train_steps == list(range(1, step))  # nothing logged at or after the bad step
     assert all(math.isfinite(r["loss"]) for r in rows(tmp_path / "run") if r["kind"] == "train")

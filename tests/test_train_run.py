@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from avloc.checkpoint import save_checkpoint
+from avloc.errors import InputError
 from loader_fixtures import write_shards
 
 TINY = ["batch_size=4", "image_size=32", "visual_weights=none", "dim=32", "num_workers=0", "loader=torch",
@@ -33,7 +34,7 @@ def env():
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def run_train(shards, run_dir, *extra_sets, resume=False, timeout=240):
+def run_train(shards, run_dir, *extra_sets, resume=False, timeout=480):
     return subprocess.run(train_cmd(shards, run_dir, *extra_sets, resume=resume), capture_output=True, text=True,
                           timeout=timeout, env=env())
 
@@ -222,3 +223,90 @@ def test_progress_lines_without_a_terminal_umask_modes_and_stale_temps(shards, t
     for name in ("config.yaml", "metrics.jsonl", "checkpoints/latest.pt", "checkpoints/best.pt"):
         assert (run_dir / name).stat().st_mode & 0o777 == 0o644, name
     assert not [p for p in run_dir.rglob(".*") if p.is_file()]
+
+
+# ---------------------------------------------------------------- refusals that must leave the run untouched
+
+def _snapshot(run_dir: Path) -> dict:
+    return {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_resume_without_latest_refuses_and_touches_nothing(shards, full_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "finished"
+    shutil.copytree(full_run[0], run_dir)
+    (run_dir / "checkpoints" / "latest.pt").unlink()  # e.g. removed to save space; best.pt and the history stay
+    before = _snapshot(run_dir)
+    proc = run_train(shards, run_dir, resume=True)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "nothing to resume" in lines[0] and str(run_dir / "checkpoints" / "latest.pt") in lines[0]
+    assert _snapshot(run_dir) == before  # metrics history, best.pt and config.yaml byte for byte
+
+    fresh = tmp_path / "fresh"
+    proc = run_train(shards, fresh, resume=True)
+    assert proc.returncode == 2 and "nothing to resume" in proc.stderr and not fresh.exists()
+
+    # the library refuses too (a notebook or torchrun calls it without the command's checks)
+    from avloc.training.config import build_config
+    from avloc.training.loop import run_training
+
+    with pytest.raises(InputError, match="nothing to resume"):
+        run_training(shards, run_dir, config=build_config(None, TINY), resume=True)
+    assert _snapshot(run_dir) == before
+
+
+def test_unusable_out_is_one_line_before_any_work(shards, tmp_path):
+    from mounts import tmpfs
+
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [(a_file, "is a file, not a folder"), (a_file / "run", "is a file"),
+             (Path("/proc/avloc-run"), "cannot be created: /proc is not writable")]
+    with tmpfs(tmp_path / "ro", 1 << 20, read_only=True) as read_only:
+        cases.append((read_only / "run", f"{read_only} is not writable"))
+        cases.append((read_only, f"{read_only} is not writable"))
+        for out, message in cases:
+            proc = run_train(shards, out, timeout=60)
+            lines = proc.stderr.strip().splitlines()
+            assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (out, proc.stderr)
+            assert "Traceback" not in proc.stderr
+
+
+def test_full_disk_in_a_checkpoint_write_is_one_line_and_keeps_the_previous_file(tmp_path):
+    from avloc.checkpoint import load_checkpoint, save_checkpoint
+    from avloc.errors import AvlocError
+    from mounts import tmpfs
+
+    with tmpfs(tmp_path / "small", 1 << 20) as disk:
+        path = disk / "checkpoints" / "latest.pt"
+        save_checkpoint(path, model_state={"w": torch.arange(50_000, dtype=torch.float32)}, model_config={}, step=1)
+        with pytest.raises(AvlocError) as err:  # the next one does not fit beside it
+            save_checkpoint(path, model_state={"w": torch.zeros(300_000)}, model_config={}, step=2)
+        text = str(err.value)
+        assert text.startswith(f"cannot write {path}: No space left on device (") and " MiB free)" in text
+        assert "\n" not in text and "previous file" in text
+        kept = load_checkpoint(path)
+        assert kept["step"] == 1 and torch.equal(kept["model"]["w"], torch.arange(50_000, dtype=torch.float32))
+        assert [p.name for p in path.parent.iterdir()] == ["latest.pt"]  # no temporary left behind
+
+
+@pytest.mark.slow
+def test_training_on_a_disk_that_fills_up_stops_with_one_line(shards, full_run, tmp_path):
+    """The real run: latest.pt (step 3) and best.pt fit, the next latest.pt does not fit beside them."""
+    from mounts import tmpfs
+
+    ckpts = full_run[0] / "checkpoints"
+    size = (ckpts / "latest.pt").stat().st_size + (ckpts / "best.pt").stat().st_size + (8 << 20)
+    with tmpfs(tmp_path / "disk", size) as disk:
+        run_dir = disk / "run"
+        proc = run_train(shards, run_dir)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        latest = run_dir / "checkpoints" / "latest.pt"
+        assert lines[-1].startswith(f"avloc: error: cannot write {latest}: No space left on device (")
+        assert "MiB free" in lines[-1]
+        saved = torch.load(latest, weights_only=True)
+        assert saved["step"] == 3  # the checkpoint before the failed write, whole
+        assert not [p for p in run_dir.rglob(".*.tmp")]

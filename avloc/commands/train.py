@@ -11,7 +11,7 @@ import click
 from avloc.errors import ConfigError
 from avloc.training.config import (PRESETS, TrainConfig, build_config, config_reference, config_yaml,
                                    read_config_file)
-from avloc.utils.options import CommandOptions, example_epilog, range_problem
+from avloc.utils.options import CommandOptions, example_epilog, range_problem, writable_folder_problems
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +36,9 @@ class TrainOptions(CommandOptions):
                 problems.append(f"--shards {self.shards} is not a directory")
             if self.out is None:
                 problems.append("--out is required")
+            else:
+                problems += writable_folder_problems("--out", self.out)
+                problems += resume_problems(self.out, self.resume)
         base = None
         if self.resume and self.out is not None and (self.out / "config.yaml").is_file():
             base, found = read_config_file(self.out / "config.yaml")
@@ -55,6 +58,15 @@ class TrainOptions(CommandOptions):
         if problems:
             raise ConfigError(problems)
         return cfg
+
+
+def resume_problems(run_dir: Path, resume: bool) -> List[str]:
+    """--resume needs the run's checkpoints/latest.pt: a resume that finds nothing to resume never
+    starts over in (and so overwrites) the run folder."""
+    from avloc.training.loop import nothing_to_resume
+
+    found = nothing_to_resume(run_dir) if resume else None
+    return [found] if found else []
 
 
 HELP = "\n\n".join([

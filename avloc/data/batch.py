@@ -15,12 +15,13 @@ from torch.utils.data import default_collate
 
 def parse_meta(data: bytes) -> tuple:
     """json member bytes -> (label, bbox). Raises ValueError on malformed metadata."""
-    meta = json.loads(data)
+    meta = json.loads(data)  # UnicodeDecodeError and JSONDecodeError are ValueErrors
     if not isinstance(meta, dict):
         raise ValueError("json member is not an object")
     label = meta.get("class_index")
-    label = -1 if label is None else int(label)
-    return label, meta.get("bbox")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
+        raise ValueError(f"class_index {label!r} is not an integer")
+    return (-1 if label is None else label), meta.get("bbox")
 
 
 def stack(tensors: list) -> torch.Tensor:

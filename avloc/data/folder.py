@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from avloc import schema
 from avloc.data import augment
 from avloc.data.batch import make_batch
+from avloc.data.frame_limits import check_pil_frame_size
 from avloc.data.loader import Loader
 from avloc.data.options import LoaderOptions
 from avloc.data.shards import batches_per_epoch, rank_range
@@ -37,6 +38,7 @@ def load_folder_sample(frame_path: Path, audio_path: Path, aug, options: LoaderO
 
     size = options.image_size
     with Image.open(frame_path) as img:
+        check_pil_frame_size(img)
         img.load()
         image = augment.train_image(img, aug, size) if aug is not None else augment.eval_image(img, size)
     samples, sr = read_wav_int16_mono(audio_path)

@@ -16,9 +16,11 @@ W*B + W - 1 samples left over are not seen that epoch, and which ones they are c
 the epoch's shuffle. Eval mode (drop_last=False): every sample exactly once across ranks; the
 last batch of a rank may be partial and ranks may differ by one batch.
 
-Bad samples found from the index alone (tar shorter than its index, a sample without its
-``jpg``/``spec.f16``/``json``, a spectrogram of the wrong byte size, a jpg without JPEG start
-and end markers) are handled before any reading: ``bad_sample="error"`` raises one line naming
+Bad samples found from the index and a few header bytes (an index row that is not numbers, a
+tar shorter than its index, a sample without its ``jpg``/``spec.f16``/``json``, a spectrogram
+of the wrong byte size, a jpg without JPEG start and end markers or whose header claims more
+pixels than ``frame_limits.MAX_FRAME_PIXELS``, a ``json`` member that does not parse) are
+handled before any reading, the same way for the DALI and torch loaders: ``bad_sample="error"`` raises one line naming
 the shard and key; ``"skip"`` leaves them out of N (counted in ``skipped_at_open``).
 """
 
@@ -26,12 +28,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from avloc import schema
+from avloc.data.batch import parse_meta
+from avloc.data.frame_limits import frame_size_problem, jpeg_frame_size
 from avloc.errors import InputError
 from avloc.utils.atomic import atomic_write_text
 
@@ -43,6 +48,7 @@ SPEC_NBYTES = schema.SPEC_BINS * schema.SPEC_FRAMES * schema.SPEC_DTYPE.itemsize
 class IndexedSample:
     key: str
     members: dict  # ext -> (data offset, size)
+    problem: Optional[str] = None  # why its index row cannot be used (then the sample is bad)
 
 
 @dataclasses.dataclass
@@ -66,8 +72,24 @@ class BadSample:
         return f"bad sample {self.key!r} in shard {self.shard}: {self.reason}"
 
 
+def _parse_row(parts: list, step: int) -> tuple:
+    """(members, key, problem) of one index row; offsets and sizes must be non-negative integers."""
+    members, key, problem = {}, None, None
+    for i in range(0, len(parts), step):
+        ext, off, size = parts[i], parts[i + 1], parts[i + 2]
+        if step == 4:
+            key = parts[i + 3].split("/")[-1].split(".", 1)[0]
+        if not (off.isdigit() and size.isdigit()):  # isdigit: no sign, no decimal point
+            problem = problem or f"index row gives {ext} offset {off!r} and size {size!r}, not non-negative integers"
+            continue
+        members[ext] = (int(off), int(size))
+    return members, key, problem
+
+
 def parse_index(index_path: Path) -> list:
-    """DALI v1.1/v1.2 index -> [IndexedSample]; v1.2 rows carry member file names (the key)."""
+    """DALI v1.1/v1.2 index -> [IndexedSample]; v1.2 rows carry member file names (the key). A row
+    whose numbers are not non-negative integers, or whose fields do not group into members, gives
+    a sample with ``problem`` set (a bad sample, handled by ``bad_sample``)."""
     try:
         lines = Path(index_path).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -85,14 +107,14 @@ def parse_index(index_path: Path) -> list:
         elif len(parts) % 3 == 0:
             step = 3
         else:
-            raise InputError(f"shard index {index_path} line {row_no} is malformed")
-        members, key = {}, None
-        for i in range(0, len(parts), step):
-            ext, off, size = parts[i], int(parts[i + 1]), int(parts[i + 2])
-            members[ext] = (off, size)
-            if step == 4:
-                key = parts[i + 3].split("/")[-1].split(".", 1)[0]
-        samples.append(IndexedSample(key=key or f"#{len(samples)}", members=members))
+            samples.append(IndexedSample(key=f"#{len(samples)}", members={},
+                                         problem=f"index line {row_no} does not group into members ({len(parts)} "
+                                                 "fields)"))
+            continue
+        members, key, problem = _parse_row(parts, step)
+        if problem:
+            problem = f"{problem} (index line {row_no})"
+        samples.append(IndexedSample(key=key or f"#{len(samples)}", members=members, problem=problem))
     if len(head) > 1 and head[1].isdigit() and int(head[1]) != len(samples):
         raise InputError(f"shard index {index_path} announces {head[1]} samples but lists {len(samples)}")
     return samples
@@ -100,6 +122,8 @@ def parse_index(index_path: Path) -> list:
 
 def check_sample(sample: IndexedSample, tar_size: int, tar_fh) -> Optional[str]:
     """Why a sample cannot be read (None when it looks intact). Reads 4 bytes of its jpg."""
+    if sample.problem:
+        return sample.problem
     for ext in REQUIRED_EXTS:
         if ext not in sample.members:
             return f"missing its {ext} member"
@@ -109,12 +133,22 @@ def check_sample(sample: IndexedSample, tar_size: int, tar_fh) -> Optional[str]:
     if sample.members[schema.EXT_SPEC][1] != SPEC_NBYTES:
         return f"spectrogram has {sample.members[schema.EXT_SPEC][1]} bytes, expected {SPEC_NBYTES}"
     off, size = sample.members[schema.EXT_FRAME]
-    tar_fh.seek(off)
-    head = tar_fh.read(2)
-    tar_fh.seek(off + size - 2)
-    tail = tar_fh.read(2)
-    if head != b"\xff\xd8" or tail != b"\xff\xd9":
+    fd = tar_fh.fileno()
+
+    def read_at(pos: int, n: int) -> bytes:  # one pread per read: no seek, no buffer refill
+        return os.pread(fd, n, off + pos)
+
+    if size < 4 or read_at(0, 2) != b"\xff\xd8" or read_at(size - 2, 2) != b"\xff\xd9":
         return "jpg member is not a complete JPEG (missing start/end marker)"
+    dims = jpeg_frame_size(read_at, size)
+    problem = frame_size_problem(*dims) if dims is not None else None
+    if problem:
+        return problem
+    meta_off, meta_size = sample.members[schema.EXT_META]
+    try:
+        parse_meta(os.pread(fd, meta_size, meta_off))
+    except ValueError as exc:
+        return f"json member: {exc}"
     return None
 
 
@@ -164,6 +198,10 @@ class ShardSet:
     @property
     def skipped_at_open(self) -> int:
         return len(self.bad)
+
+    def shard_of(self, key: str) -> Optional[str]:
+        """The name of the shard holding sample ``key`` (for messages; a linear search)."""
+        return next((shard.name for shard in self.shards for s in shard.samples if s.key == key), None)
 
     def _open_shard(self, tar: Path) -> Shard:
         index = tar.with_suffix(".idx")

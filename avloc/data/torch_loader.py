@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from avloc import schema
 from avloc.data import augment
 from avloc.data.batch import make_batch, parse_meta
+from avloc.data.frame_limits import check_pil_frame_size
 from avloc.data.loader import ShardLoader
 from avloc.data.options import LoaderOptions
 from avloc.data.shards import buffered_shuffle, rank_plan, rank_samples
@@ -32,6 +33,7 @@ def decode_sample(members: dict, aug, options: LoaderOptions):
     from PIL import Image
 
     img = Image.open(io.BytesIO(members[schema.EXT_FRAME]))
+    check_pil_frame_size(img)  # header only: nothing is decoded above the limit
     img.load()
     size = options.image_size
     image = augment.train_image(img, aug, size) if aug is not None else augment.eval_image(img, size)

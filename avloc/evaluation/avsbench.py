@@ -32,8 +32,15 @@ def _find_root(root: Path, folder: str, meta: str, layout: str) -> Path:
 def read_meta(path: Path, split: str) -> list:
     """Rows of an AVSBench meta csv with ``split`` == split, as dicts with name (column 0 or 'name'),
     category (the 'category' column, if any)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path} is not a UTF-8 csv (byte {exc.start} cannot be decoded)") from None
+    except csv.Error as exc:  # e.g. NUL bytes: a binary file
+        raise InputError(f"{path} is not a readable csv: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not rows:
         raise InputError(f"{path} is empty")
     header = [h.strip().lower() for h in rows[0]]
@@ -44,7 +51,7 @@ def read_meta(path: Path, split: str) -> list:
     split_col = header.index("split")
     out = []
     for row in rows[1:]:
-        if len(row) <= split_col or row[split_col].strip() != split:
+        if len(row) <= max(split_col, name_col) or row[split_col].strip() != split:
             continue
         out.append({"name": row[name_col].strip(),
                     "category": row[cat_col].strip() if cat_col is not None and cat_col < len(row) else None})

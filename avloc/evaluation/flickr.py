@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Optional
 
+from avloc import metrics
 from avloc.errors import InputError
 from avloc.evaluation.items import BenchmarkSet, EvalItem, find_frame, first_existing, list_names, media_found
 from avloc.idlists import read_id_list
@@ -109,9 +110,10 @@ def load_flickr(root: Path, test_list: Optional[Path] = None) -> BenchmarkSet:
                 defective_items[clip] = [f"unreadable_annotation: {exc}"]
                 missing["annotation"].append(clip)
             else:
-                if not boxes:
-                    defective["no_boxes"] += 1
-                    defective_items[clip] = ["no_boxes"]
+                found = [d for box in boxes for d in metrics.flickr_box_defects(box)] if boxes else ["no_boxes"]
+                if found:
+                    defective.update(found)
+                    defective_items[clip] = found
         if not media_found(missing, clip, frame, has_audio) or boxes is None:
             continue
         items.append(EvalItem(id=clip, clip=clip, label=None, frame=frame, audio=audio_dir / f"{clip}.wav",
@@ -120,6 +122,7 @@ def load_flickr(root: Path, test_list: Optional[Path] = None) -> BenchmarkSet:
     return BenchmarkSet(
         benchmark="flickr", root=root, layout=layout, items=items, expected=len(ids), expected_source=source,
         missing=missing, defective=dict(defective), defective_items=defective_items,
-        protocol={"ground_truth": "Flickr boxes on a 256x256 canvas, int(224*v/256), sum of boxes / 2 clipped at 1",
+        protocol={"ground_truth": "Flickr boxes on a 256x256 canvas, int(224*v/256) held to [0, 224] (negative, inverted and off-canvas boxes are counted as defective), "
+                                "sum of boxes / 2 clipped at 1",
                   "audio": "central 3 s of the wav (tiled if shorter), 16 kHz mono",
                   "annotations": str(ann_dir)})

@@ -55,9 +55,19 @@ def _fit_problems(expected: dict, given: dict) -> list:
     return problems
 
 
+def nonfinite_tensors(state: dict) -> list:
+    """Names of the floating-point tensors of ``state`` holding NaN or infinity."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def _load_into(model, state: dict, source: str) -> None:
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"checkpoint {source}: model state holds non-tensor values")
+    bad = nonfinite_tensors(state)
+    if bad:
+        # every heat map would be NaN and score as a real (zero) result
+        raise InputError(f"checkpoint {source} has non-finite weights (NaN or inf in {len(bad)} tensor(s), e.g. "
+                         f"{bad[0]}): a diverged or damaged model, refused rather than scored")
     problems = _fit_problems(model.state_dict(), state)
     if problems:
         raise InputError(f"checkpoint {source} does not fit the FNAC model: {problems[0]}"
@@ -68,9 +78,14 @@ def _load_into(model, state: dict, source: str) -> None:
 def model_from_checkpoint(path, device="cpu"):
     """(FNACModel in eval mode on ``device``, {"kind": "avloc"|"released", "model_config": ...})."""
     from avloc.model import FNACModel
+    from avloc.model_config import model_config_problems
 
     obj = load_checkpoint(path)
     if is_avloc_checkpoint(obj):
+        problems = model_config_problems(obj.get("model_config") or {})
+        if problems:
+            raise InputError(f"checkpoint {path} is refused: its model_config is not one avloc builds: "
+                             + "; ".join(problems))
         config = dict(obj.get("model_config") or {})
         config["visual_weights"] = "none"
         try:

@@ -58,6 +58,7 @@ def result_counts(bench: BenchmarkSet, scores: Scores, limit: Optional[int], n_e
     counts["scored"] = int(scores.done.sum())
     counts["limited_to"] = limit
     counts["empty_gt_scored"] = n_empty_gt
+    counts["nonfinite_heatmaps"] = len(scores.nonfinite_maps)
     return counts
 
 

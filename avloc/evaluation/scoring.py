@@ -20,7 +20,7 @@ from avloc.errors import InputError
 from avloc.evaluation.baselines import baseline_cious, baseline_masks
 from avloc.evaluation.items import MODALITIES
 from avloc.evaluation.options import COMPUTE_CHUNK
-from avloc.utils.progress import Progress
+from avloc.utils.progress import Progress, warn
 
 
 def _chunked(fn: Callable, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -154,6 +154,7 @@ class Scores:
     unreadable: dict  # modality -> [{"id", "error"}]
     controls: dict = dataclasses.field(default_factory=dict)  # audio control name -> per-item cIoU
     seconds: float = 0.0
+    nonfinite_maps: list = dataclasses.field(default_factory=list)  # ids whose heat map held NaN/inf
 
     @classmethod
     def empty(cls, n: int, baseline_names: Iterable, ogl: bool) -> "Scores":
@@ -185,8 +186,11 @@ def score_batch(scores: Scores, batch: dict, model, device, *, upsample: str, ch
     if saliency is not None:
         scores.ogl[idx] = ogl_cious(saliency, batch["image"], av, gt, device, chunk)
     scores.done[idx] = True
+    finite = torch.isfinite(raw.flatten(1)).all(dim=1)
     for j, i in enumerate(idx):
         scores.raw_maps[int(i)] = raw[j].numpy()
+        if not bool(finite[j]):
+            scores.nonfinite_maps.append(int(i))
 
 
 def score_items(items: list, batches: Iterable, model, device, *, upsample: str = "bicubic",
@@ -210,6 +214,9 @@ def score_items(items: list, batches: Iterable, model, device, *, upsample: str 
     if controls is not None:
         scores.controls = controls.finish(items)
     scores.seconds = time.perf_counter() - t0
+    if scores.nonfinite_maps:
+        warn(f"{len(scores.nonfinite_maps)} of {int(scores.done.sum())} heat maps hold NaN or inf (e.g. "
+             f"{items[scores.nonfinite_maps[0]].id}): their scores are not measurements of the model")
     if not scores.done.any():
         first = next(v[0] for v in scores.unreadable.values() if v)
         raise InputError(f"none of the {len(items)} {benchmark} items could be read, e.g. {first['id']}: {first['error']}")

@@ -33,17 +33,28 @@ def read_vggss_annotations(path: Path) -> list:
     return entries
 
 
+def entry_boxes(entry: dict) -> tuple:
+    """(the entry's boxes as a list of boxes, entry-level defects). A bare [x1, y1, x2, y2] is read as
+    the one box it is (flagged ``unnested_box``); a ``bbox`` that is not a list gives no boxes."""
+    boxes = entry.get("bbox")
+    if not isinstance(boxes, list):
+        return [], ["bbox_not_a_list"]
+    if len(boxes) == 4 and not any(isinstance(b, (list, tuple, dict)) for b in boxes):
+        return [boxes], ["unnested_box"]
+    return boxes, []
+
+
 def vggss_defects(entries: list) -> tuple:
     """(counts by defect kind over all boxes, plus "empty_map" clips; {clip id: [defects]})."""
     counts = collections.Counter()
     per_clip = {}
     for entry in entries:
-        found = []
-        for box in entry["bbox"]:
+        boxes, found = entry_boxes(entry)
+        for box in boxes:
             found.extend(metrics.box_defects(box))
-        if not entry["bbox"]:
+        if not boxes:
             found.append("no_boxes")
-        elif metrics.gt_map_from_boxes(entry["bbox"]).sum() == 0:
+        elif metrics.gt_map_from_boxes(boxes).sum() == 0:
             found.append("empty_map")
         counts.update(found)
         if found:
@@ -85,7 +96,7 @@ def load_vggss(root: Path, benchmark: str = "vggss", annotations: Optional[Path]
         if not media_found(missing, clip, frame, has_audio) or entry is None:
             continue
         items.append(EvalItem(id=clip, clip=clip, label=entry.get("class"), frame=frame, audio=audio_dir / f"{clip}.wav",
-                              gt_kind="vggss_boxes", gt=entry["bbox"], flags=list(per_clip.get(clip, []))))
+                              gt_kind="vggss_boxes", gt=entry_boxes(entry)[0], flags=list(per_clip.get(clip, []))))
     return BenchmarkSet(
         benchmark=benchmark, root=root, layout=LAYOUT, items=items, expected=len(ids), expected_source=source,
         missing=missing, defective=counts, defective_items={k: v for k, v in per_clip.items()},

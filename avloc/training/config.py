@@ -21,6 +21,7 @@ from avloc.data.options import BACKENDS as LOADER_CHOICES
 from avloc.data.options import BAD_SAMPLE_POLICIES as BAD_SAMPLE_CHOICES
 from avloc.data.options import SPEC_MASK_FILLS
 from avloc.errors import ConfigError
+from avloc.model_config import MAX_DIM
 from avloc.ops import IMPLS as KERNEL_CHOICES
 from avloc.utils.atomic import atomic_write_text
 from avloc.utils.system import DEVICE_CHOICES
@@ -223,9 +224,11 @@ def read_config_file(path) -> tuple:
     """A YAML file -> ({key: value}, [problems])."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         return {}, [f"cannot read config file {path}: {exc.strerror or exc}"]
+    except UnicodeDecodeError as exc:
+        return {}, [f"config file {path} is not UTF-8 text (byte {exc.start} cannot be decoded)"]
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
         return {}, [f"config file {path} is not valid YAML: {first}"]
@@ -252,6 +255,8 @@ def validate(cfg: TrainConfig) -> list:
             problems.append(f"{name}: must be in [0, 1), got {getattr(cfg, name)}")
     if not 0.0 < cfg.fg_threshold < 1.0:
         problems.append(f"fg_threshold: must be in (0, 1), got {cfg.fg_threshold}")
+    if cfg.dim > MAX_DIM:
+        problems.append(f"dim: must be <= {MAX_DIM}, got {cfg.dim}")
     if cfg.warmup_epochs > cfg.epochs:
         problems.append(f"warmup_epochs ({cfg.warmup_epochs}) exceeds epochs ({cfg.epochs})")
     if cfg.image_size < 32:

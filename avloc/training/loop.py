@@ -36,6 +36,16 @@ class TrainingCollapsed(AvlocError):
     """The embeddings collapsed after the run had learned, and collapse_action is 'stop'."""
 
 
+def nothing_to_resume(run_dir) -> Optional[str]:
+    """Why ``run_dir`` cannot be resumed (no checkpoints/latest.pt), or None."""
+    latest = Path(run_dir) / "checkpoints" / "latest.pt"
+    if latest.is_file():
+        return None
+    held = "holds a run without a checkpoint" if (Path(run_dir) / "config.yaml").exists() else "holds no run"
+    return (f"--resume: nothing to resume, {latest} does not exist ({run_dir} {held}); the folder is left "
+            "untouched: run without --resume into a new --out to start over")
+
+
 class TrainingRun:
     """A run folder being trained into; make it with ``TrainingRun.start``, then ``fit()``."""
 
@@ -72,7 +82,7 @@ class TrainingRun:
             trainer.say(f"resuming from {latest}: step {trainer.step}, epoch {epoch + 1}, "
                         f"{trainer.samples_seen} samples seen")
         elif resume:
-            trainer.say(f"no checkpoint in {latest.parent} yet: starting from step 0")
+            raise InputError(nothing_to_resume(run_dir))
         elif (run_dir / "config.yaml").exists() and trainer.dist.is_main:
             raise InputError(f"{run_dir} already holds a run (config.yaml); pass --resume to continue it "
                              "or choose another --out")
@@ -185,8 +195,9 @@ class TrainingRun:
         try:
             values = self.trainer.train_step(batch, epoch, probe)
         except NonFiniteLoss as exc:
-            raise NonFiniteLoss(f"{exc}; the last good state is in {self.latest} "
-                                "(set nonfinite=skip to skip such steps)") from None
+            saved = (f"the last good state is in {self.latest}" if self.latest.is_file()
+                     else "no checkpoint was written yet")
+            raise NonFiniteLoss(f"{exc}; {saved} (set nonfinite=skip to skip such steps)") from None
         if values is None:
             self.metrics_write("nonfinite", step=self.trainer.step, epoch=epoch, terms=self.trainer.last_skip,
                                skipped_steps=self.trainer.skipped_steps)

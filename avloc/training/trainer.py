@@ -205,6 +205,8 @@ class Trainer:
         if dist_util.any_rank(bool(bad), self.dist, self.device):
             where = f"step {self.step + 1} (epoch {epoch + 1}, rank {self.dist.rank})"
             detail = ", ".join(f"{name}={values[name]}" for name in bad) or "on another rank"
+            if bad:
+                detail += "; " + self.nonfinite_inputs(batch)
             if self.cfg.nonfinite == "stop":
                 raise NonFiniteLoss(f"non-finite loss at {where}: {detail}")
             self.skipped_steps += 1
@@ -219,6 +221,20 @@ class Trainer:
         self.scaler.update()
         self.step += 1
         return values
+
+    def nonfinite_inputs(self, batch: dict) -> str:
+        """Which samples of ``batch`` carry NaN/inf in their spectrogram or frame (key and shard), in words."""
+        found = []
+        for name in ("spec", "image"):
+            per_sample = torch.isfinite(batch[name].flatten(1)).all(dim=1).cpu()
+            found += [(batch["key"][i], name) for i in torch.nonzero(~per_sample).flatten().tolist()]
+        if not found:
+            return "every input of the batch is finite (the model or the loss diverged)"
+        shards = getattr(self.loader, "shards", None)
+        where = [f"{key!r}" + (f" in shard {shards.shard_of(key)}" if hasattr(shards, "shard_of") else "")
+                 for key, _ in found[:3]]
+        return (f"non-finite {found[0][1]} input in sample {', '.join(where)}"
+                + (f" and {len(found) - 3} more" if len(found) > 3 else ""))
 
     # ------------------------------------------------------------------ resumable state
     def resumable_state(self) -> dict:

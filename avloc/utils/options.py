@@ -7,8 +7,10 @@ of them at once (exit code 2).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterable, List
 
@@ -35,15 +37,30 @@ def range_problem(name: str, value, low=None, high=None) -> List[str]:
     return []
 
 
+def _refuses_files(folder: Path) -> str:
+    """Why a file cannot be made in the existing ``folder`` (tried, then removed), or ''. The permission
+    bits alone miss read-only mounts, /proc-like file systems and root's view of them."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return ""
+
+
 def writable_folder_problems(option: str, folder) -> List[str]:
-    """Why ``folder`` cannot be written or created (checked without creating anything), or nothing."""
+    """Why ``folder`` cannot be written or created, or nothing. Nothing is left behind: the check
+    makes and removes one empty file in ``folder`` or in its nearest existing parent."""
     folder = Path(folder)
     if folder.exists():
         if not folder.is_dir():
             return [f"{option} {folder} is a file, not a folder"]
         if not os.access(folder, os.W_OK | os.X_OK):
             return [f"{option} {folder} is not writable"]
-        return []
+        why = _refuses_files(folder)
+        return [f"{option} {folder} is not writable ({why})"] if why else []
     parent = folder.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -51,7 +68,8 @@ def writable_folder_problems(option: str, folder) -> List[str]:
         return [f"{option} {folder} cannot be created: {parent} is a file"]
     if not os.access(parent, os.W_OK | os.X_OK):
         return [f"{option} {folder} cannot be created: {parent} is not writable"]
-    return []
+    why = _refuses_files(parent)
+    return [f"{option} {folder} cannot be created: {parent} is not writable ({why})"] if why else []
 
 
 @dataclasses.dataclass(frozen=True)
