@@ -28,14 +28,23 @@ def bad_clips(tmp_path_factory):
     return root / "clips", made
 
 
-@pytest.fixture(scope="module", params=["ffmpeg", "pyav"])
-def sharded(request, bad_clips, tmp_path_factory):
+@pytest.fixture(scope="module")
+def both_sets(bad_clips, tmp_path_factory):
+    """The corpus sharded with each decoder: decoder -> (out, report, rows, made, clips)."""
     clips, made = bad_clips
-    out = tmp_path_factory.mktemp(f"out-{request.param}")
-    report = run_shard(ShardConfig(clips=clips, out=out, samples_per_shard=5, workers=2, decoder=request.param,
-                                   progress=False))
-    rows = {r["source_path"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
-    return out, report, rows, made, clips
+    sets = {}
+    for decoder in ("ffmpeg", "pyav"):
+        out = tmp_path_factory.mktemp(f"out-{decoder}")
+        report = run_shard(ShardConfig(clips=clips, out=out, samples_per_shard=5, workers=2, decoder=decoder,
+                                       progress=False))
+        rows = {r["source_path"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+        sets[decoder] = (out, report, rows, made, clips)
+    return sets
+
+
+@pytest.fixture(scope="module", params=["ffmpeg", "pyav"])
+def sharded(request, both_sets):
+    return both_sets[request.param]
 
 
 def _row(sharded, kind):
@@ -50,6 +59,7 @@ EXPECTED_FAILURES = {
     "no_audio": "no_audio_stream",
     "no_video": "no_video_stream",
     "unreadable": "unreadable_file",
+    "two_pixels": "frame_too_small",
 }
 EXPECTED_FLAGS = {
     "short_audio": "short_audio_tiled",
@@ -59,6 +69,8 @@ EXPECTED_FLAGS = {
     "rotated": "rotated",
     "vfr": "variable_frame_rate",
     "non_ascii": "key_rewritten",
+    "audio_after_video": "audio_after_video",
+    "cut_at_95": "audio_truncated",
 }
 
 
@@ -140,7 +152,7 @@ def test_sample_contents_of_the_odd_cases(sharded):
 def test_report_counts(sharded):
     out, report, rows, made, clips = sharded
     assert report["failed_by_reason"] == {"corrupt_file": 2, "empty_file": 1, "no_audio_stream": 1,
-                                          "no_video_stream": 1, "unreadable_file": 1}
+                                          "no_video_stream": 1, "unreadable_file": 1, "frame_too_small": 1}
     assert report["duplicates"] == 1
     summary = json.loads((out / "dataset.json").read_text())
     assert summary["counts"]["train"] == report["ok"]
@@ -175,5 +187,31 @@ def test_progress_counts_failed_clips(bad_clips, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     lines = [ln for ln in result.stderr.splitlines() if "] shard: " in ln]
     assert lines and "done in" in lines[-1]
-    assert re.search(r" failed 6\b", lines[-1]), lines[-1]
-    assert "; failed: 6" in result.stdout
+    assert re.search(r" failed 7\b", lines[-1]), lines[-1]
+    assert "; failed: 7" in result.stdout
+
+
+def test_the_set_does_not_depend_on_the_decoder(both_sets):
+    """Every file gets the same status, reason and flags from both decoders, and every sample the
+    same frame (within JPEG noise), spectrogram (within float16 rounding) and metadata."""
+    a_out, _, a_rows, _, _ = both_sets["ffmpeg"]
+    b_out, _, b_rows, _, _ = both_sets["pyav"]
+    assert a_rows.keys() == b_rows.keys()
+    for path in a_rows:
+        a, b = a_rows[path], b_rows[path]
+        assert (a["status"], a["reason"], a["flags"]) == (b["status"], b["reason"], b["flags"]), path
+        for column in ("frame_time", "audio_seconds", "window_start", "width", "height", "rotation"):
+            assert a[column] == pytest.approx(b[column], abs=1e-3), (path, column)
+    a_samples, b_samples = _samples(a_out), _samples(b_out)
+    assert a_samples.keys() == b_samples.keys() and a_samples
+    for key in a_samples:
+        fa = np.asarray(Image.open(io.BytesIO(a_samples[key]["jpg"])), dtype=np.float32)
+        fb = np.asarray(Image.open(io.BytesIO(b_samples[key]["jpg"])), dtype=np.float32)
+        assert fa.shape == fb.shape and np.abs(fa - fb).mean() < 1.0, key
+        sa = schema.decode_spec(a_samples[key]["spec.f16"]).astype(np.float32)
+        sb = schema.decode_spec(b_samples[key]["spec.f16"]).astype(np.float32)
+        # equal sources give equal float16 values; resampled ones differ by a few LSB of int16 audio
+        assert np.abs(sa - sb).max() <= 0.05 and np.abs(sa - sb).mean() <= 1e-3, key
+        ma = json.loads(a_samples[key]["json"])
+        mb = json.loads(b_samples[key]["json"])
+        assert {k: v for k, v in ma.items() if k != "frame_time"} == {k: v for k, v in mb.items() if k != "frame_time"}

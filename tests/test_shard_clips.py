@@ -66,7 +66,10 @@ def make_bad_inputs(clips: Path) -> dict:
         "short_audio": make_clip(clips / "shortaudio1_000000.mp4", audio_duration=1.2),
         "silent": make_clip(clips / "silentaudio_000000.mp4", silent=True),
         "odd_resolution": make_clip(clips / "oddsize0001_000000.mp4", size=(161, 121)),
-        "tiny_resolution": make_clip(clips / "tinysize001_000000.mp4", size=(16, 12)),
+        "tiny_resolution": make_clip(clips / "tinysize001_000000.mp4", size=(32, 24)),
+        "two_pixels": make_clip(clips / "twopixels01_000000.mp4", size=(2, 2), duration=2.0),
+        # 4 s of video, 12 s of audio: the central 3 s of audio start at 4.5 s, after the last frame
+        "audio_after_video": make_clip(clips / "longaudio01_000000.mp4", audio_duration=12.0),
         "rotated": make_clip(clips / "rotated0001_000000.mp4", rotation=90),
         "vfr": make_clip(clips / "vfrclip0001_000000.mp4", vfr=True),
         "non_ascii": make_clip(clips / "café ünïcödé clip.mp4"),
@@ -81,6 +84,11 @@ def make_bad_inputs(clips: Path) -> dict:
     truncated = clips / "truncated01_000000.mp4"
     truncated.write_bytes(made["good"].read_bytes()[:3000])
     made["truncated"] = truncated
+    # a faststart mp4 (index first) cut at 95 %: every frame header is there, the last packets are not
+    faststart = make_clip(clips / "cutfaststart_000000.mp4", duration=6.0, extra_video_args=("-movflags", "+faststart"))
+    data = faststart.read_bytes()
+    faststart.write_bytes(data[:int(len(data) * 0.95)])
+    made["cut_at_95"] = faststart
     # the same clip id twice: a canonical mp4 and a <ytid>_<start_ms>_<end_ms> webm-named copy
     dup_kept = make_clip(clips / "duplicate01_000030.mp4", frequency=880.0)
     dup_other = clips / "other" / "duplicate01_30000_40000.mkv"
@@ -104,6 +112,8 @@ def test_makers_produce_what_they_claim(tmp_path):
         "rotated": make_clip(tmp_path / "d.mp4", duration=2.0, rotation=90),
         "vfr": make_clip(tmp_path / "e.mp4", duration=2.0, vfr=True),
         "odd": make_clip(tmp_path / "f.mp4", duration=2.0, size=(161, 121)),
+        "two_pixels": make_clip(tmp_path / "g.mp4", duration=2.0, size=(2, 2)),
+        "long_audio": make_clip(tmp_path / "h.mp4", duration=2.0, audio_duration=6.0),
     }
     with av.open(str(made["plain"])) as c:
         assert len(c.streams.video) == 1 and len(c.streams.audio) == 1
@@ -121,3 +131,8 @@ def test_makers_produce_what_they_claim(tmp_path):
     assert len(set(gaps.tolist())) >= 2, gaps
     with av.open(str(made["odd"])) as c:
         assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (161, 121)
+    with av.open(str(made["two_pixels"])) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (2, 2)
+    with av.open(str(made["long_audio"])) as c:
+        video, audio = c.streams.video[0], c.streams.audio[0]
+        assert float(video.duration * video.time_base) < 2.5 and float(audio.duration * audio.time_base) > 5.5

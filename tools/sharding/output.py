@@ -2,6 +2,8 @@
 
 A rerun skips shards whose stats file exists with the same job hash and whose files are all
 there; it deletes temporary files and shards that were never marked done, and rebuilds those.
+A done shard one of whose clip files was replaced since (another size or modification time than
+its stats record) is rebuilt too.
 Done shards from different inputs or options are an error unless ``--overwrite``.
 """
 
@@ -100,6 +102,19 @@ def _check_done_shards_belong(out: Path, files: dict, jobs: list) -> None:
                              "set, or use another --out")
 
 
+def _sources_changed(job, stats: dict) -> bool:
+    """A clip of a done shard whose file changed since the shard was built (stats without
+    ``sources``, from an older version, cannot tell and count as unchanged)."""
+    sources = stats.get("sources")
+    if not isinstance(sources, dict):
+        return False
+    for task in job.tasks:
+        recorded = sources.get(task.key)
+        if recorded is not None and list(recorded) != [task.file_size, task.mtime_ns]:
+            return True
+    return False
+
+
 def reconcile(out: Path, jobs: list, *, overwrite: bool) -> tuple[list, list]:
     """Clean the output folder for this plan; returns (pending jobs, jobs already done)."""
     remove_stale_temps(out)  # temporary files never hold finished work
@@ -118,7 +133,7 @@ def reconcile(out: Path, jobs: list, *, overwrite: bool) -> tuple[list, list]:
         stats = read_stats(kinds["_stats.json"]) if "_stats.json" in kinds else None
         complete = (stats is not None and all(k in kinds for k in (".tar", ".idx", ".parquet"))
                     and kinds[".tar"].stat().st_size == stats.get("tar_bytes") and _parquet_intact(kinds[".parquet"]))
-        if complete:
+        if complete and not _sources_changed(job, stats):
             done.append(job)
             continue
         for path in kinds.values():  # never marked done (killed mid-shard) or damaged since: rebuild
