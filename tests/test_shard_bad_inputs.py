@@ -215,3 +215,133 @@ def test_the_set_does_not_depend_on_the_decoder(both_sets):
         ma = json.loads(a_samples[key]["json"])
         mb = json.loads(b_samples[key]["json"])
         assert {k: v for k, v in ma.items() if k != "frame_time"} == {k: v for k, v in mb.items() if k != "frame_time"}
+
+
+# --- clips that hang, run away with memory or kill their worker: named, recorded, the run finishes ---
+
+def _manifest_rows(out):
+    assert (out / "dataset.json").is_file()
+    return {r["source_path"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+
+
+@pytest.mark.parametrize("decoder", ["ffmpeg", "pyav"])
+def test_a_fifo_named_like_a_clip_times_out(tmp_path, decoder):
+    """Opening a FIFO blocks until a writer comes (a stalled network read does the same): the clip
+    is given up after --clip-timeout, its worker replaced, and the shard finished without it."""
+    clips = tmp_path / "clips"
+    make_clip(clips / "goodclip001_000000.mp4", duration=2.0)
+    make_clip(clips / "goodclip002_000000.mp4", duration=2.0)
+    os.mkfifo(clips / "fifoclip001_000000.mp4")
+    out = tmp_path / "out"
+    report = run_shard(ShardConfig(clips=clips, out=out, workers=1, decoder=decoder, progress=False,
+                                   clip_timeout_s=4.0))
+    rows = _manifest_rows(out)
+    fifo = rows["fifoclip001_000000.mp4"]
+    assert fifo["status"] == "failed" and fifo["reason"] == "clip_timeout", fifo
+    assert "fifoclip001_000000.mp4" in fifo["detail"] and "4 s" in fifo["detail"]
+    assert report["ok"] == 2 and report["failed_by_reason"] == {"clip_timeout": 1}
+
+
+def _pids_reading(path) -> list:
+    """Processes that hold ``path`` open."""
+    target = os.path.realpath(path)
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    pids.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_worker_killed_on_a_clip_names_it_and_the_run_finishes(tmp_path):
+    """The kernel's OOM killer sends SIGKILL: here the test sends it to the worker that is reading a
+    clip (a FIFO that never delivers data). The clip is recorded as worker_died, the shard is rebuilt
+    by a fresh worker, the manifest and dataset.json are written."""
+    import signal
+    import threading
+    import time
+
+    clips = tmp_path / "clips"
+    for i in range(3):
+        make_clip(clips / f"goodclip00{i}_000000.mp4", duration=2.0)
+    fifo = clips / "fifoclip001_000000.mp4"
+    os.mkfifo(fifo)
+    killed = []
+
+    def kill_the_reader():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:  # succeeds once a worker opens the FIFO for reading
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            for _ in range(100):
+                pids = [p for p in _pids_reading(fifo) if p != os.getpid()]
+                if pids:
+                    break
+                time.sleep(0.05)
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            os.close(fd)
+            return
+
+    thread = threading.Thread(target=kill_the_reader, daemon=True)
+    thread.start()
+    out = tmp_path / "out"
+    report = run_shard(ShardConfig(clips=clips, out=out, workers=1, samples_per_shard=10, progress=False,
+                                   clip_timeout_s=300.0))
+    thread.join(5)
+    assert killed, "no worker opened the FIFO"
+    rows = _manifest_rows(out)
+    row = rows[fifo.name]
+    assert row["status"] == "failed" and row["reason"] == "worker_died", row
+    assert fifo.name in row["detail"] and "SIGKILL" in row["detail"]
+    assert report["ok"] == 3 and report["failed"] == 1
+    assert not list(out.glob(".*.tmp"))  # the lost attempt's temporary shard files are gone
+
+
+@pytest.fixture(scope="module")
+def big_frame_clip(tmp_path_factory):
+    """One 8K frame: decoding it needs far more than 64 MB."""
+    return make_clip(tmp_path_factory.mktemp("big") / "bigframe001_000000.mp4", duration=1.0, fps=2,
+                     size=(8192, 4320))
+
+
+def test_a_frame_too_big_for_the_memory_bound_is_refused_before_decoding(tmp_path, big_frame_clip):
+    clips = tmp_path / "clips"
+    make_clip(clips / "goodclip001_000000.mp4", duration=2.0)
+    (clips / big_frame_clip.name).symlink_to(big_frame_clip)
+    report = run_shard(ShardConfig(clips=clips, out=tmp_path / "out", workers=1, decoder="pyav", progress=False,
+                                   clip_memory_mb=100))
+    row = _manifest_rows(tmp_path / "out")[big_frame_clip.name]
+    assert row["reason"] == "memory_limit" and "8192x4320" in row["detail"], row
+    assert report["ok"] == 1
+
+
+@pytest.mark.parametrize("decoder", ["ffmpeg", "pyav"])
+def test_a_clip_over_the_workers_memory_bound_is_recorded_and_its_worker_replaced(tmp_path, big_frame_clip,
+                                                                                  monkeypatch, decoder):
+    """With the size check off, the worker's address-space bound itself stops the 8K decode: the clip
+    fails with memory_limit, that worker leaves, a fresh one finishes the shard (fork inherits the patch)."""
+    from avloc.tools.sharding import decode
+
+    monkeypatch.setattr(decode, "FRAME_MEMORY_FACTOR", 0)
+    clips = tmp_path / "clips"
+    make_clip(clips / "goodclip001_000000.mp4", duration=2.0)
+    make_clip(clips / "goodclip002_000000.mp4", duration=2.0)
+    (clips / big_frame_clip.name).symlink_to(big_frame_clip)
+    report = run_shard(ShardConfig(clips=clips, out=tmp_path / "out", workers=1, decoder=decoder, progress=False,
+                                   clip_memory_mb=64, samples_per_shard=10))
+    row = _manifest_rows(tmp_path / "out")[big_frame_clip.name]
+    assert row["status"] == "failed" and row["reason"] == "memory_limit", row
+    assert report["ok"] == 2 and report["failed"] == 1

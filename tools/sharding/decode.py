@@ -426,17 +426,19 @@ def _last_error_line(stderr: str) -> str:
     return ((errors or lines or ["ffmpeg failed"])[-1])[:300]
 
 
-def _decode_packet(packet) -> list:
+def _decode_packet(packet, errors: Optional[list] = None) -> list:
     """The packet's frames; a packet the codec rejects (a file cut mid-packet, a damaged one) gives
     none, as the ffmpeg command line skips it and goes on, so both backends keep the same frames.
-    Running out of memory is not skipped."""
+    The error is appended to ``errors``. Running out of memory is not skipped."""
     import av
 
     try:
         return packet.decode()
     except av.error.MemoryError:
         raise
-    except av.error.FFmpegError:
+    except av.error.FFmpegError as exc:
+        if errors is not None:
+            errors.append(_one_line(exc))
         return []
 
 
@@ -558,17 +560,20 @@ class PyAVDecoder:
         cc.skip_frame = "NONREF"
         skipping = True
         full_from_ticks = int((target - _FULL_DECODE_MARGIN_S) / time_base)
+        errors: list = []
         for packet in container.demux(stream):
             if skipping and (packet.pts is None or packet.pts >= full_from_ticks):
                 cc.skip_frame = "DEFAULT"
                 skipping = False
-            for frame in _decode_packet(packet):
+            for frame in _decode_packet(packet, errors):
                 if frame.pts is None or frame.time is None:
                     continue
                 if frame.time >= target - 1e-6:
                     rotation = _rotation_from_angle(float(getattr(frame, "rotation", 0) or 0))
                     rgb = frame.to_ndarray(format="rgb24")
                     return _rotate(rgb, rotation), float(frame.time) - info.start_time, rotation
+        if errors:  # nothing decoded near the centre because the codec failed there
+            raise DecodeFailure("decode_error", errors[-1])
         raise DecodeFailure("no_frame_decoded", f"no video frame near the centre ({info.centre_time:.3f} s)")
 
 

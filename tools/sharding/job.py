@@ -41,11 +41,11 @@ def _builder(options: BuildOptions, timeout_s: float, memory_mb: Optional[float]
     return _builders[key]
 
 
-def run_shard_job(job: ShardJob, on_clip: Optional[Callable[[bool], None]] = None,
+def run_shard_job(job: ShardJob, on_clip: Optional[Callable[[SampleOutcome], None]] = None,
                   on_start: Optional[Callable[[str], None]] = None, timeout_s: float = 120.0,
                   memory_mb: Optional[float] = None) -> ShardJobResult:
     """Build one shard (tar + idx, parquet, then the stats done marker); ``on_start(key)`` before and
-    ``on_clip(failed)`` after each clip; ``timeout_s`` bounds a decoder process, ``memory_mb`` the
+    ``on_clip(outcome)`` after each clip; ``timeout_s`` bounds a decoder process, ``memory_mb`` the
     frame size a clip may have (``decode.check_frame_memory``)."""
     t0 = time.perf_counter()
     out = Path(job.out)
@@ -64,7 +64,7 @@ def run_shard_job(job: ShardJob, on_clip: Optional[Callable[[bool], None]] = Non
                 position, n_ok = n_ok, n_ok + 1
             rows.append(_row(task, outcome, job.stem if position is not None else None, position))
             if on_clip:
-                on_clip(outcome.status != "ok")
+                on_clip(outcome)
     manifest.write_parquet(out / f"{job.stem}.parquet", rows)
     seconds = time.perf_counter() - t0
     stats = {

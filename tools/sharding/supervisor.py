@@ -9,7 +9,8 @@ which clip it is on. The parent watches every worker:
   before decoding (``decode.check_frame_memory``), and a worker runs under an address-space bound
   of ``clip_memory_mb`` above what it holds at rest (``RLIMIT_AS``, inherited by its ffmpeg
   children): a clip that needs more fails inside the worker with ``memory_limit``
-  (``sample_builder``), and the worker goes on;
+  (``sample_builder``); that worker then leaves (a library that ran out of memory may have
+  left its state damaged) and is replaced like a lost one;
 * a worker that dies on a clip (the kernel's OOM killer, a crash in a decoder library, a kill)
   is named with that clip: ``worker_died``.
 
@@ -105,8 +106,14 @@ def _worker_main(jobs, messages, limits: WorkerLimits, parent_pid) -> None:
             return
         if job is None:
             return
+        def report(outcome) -> None:
+            if outcome.reason == "memory_limit" and outcome.key not in job.known_failed:
+                messages.send(("memory", outcome.detail))
+                os._exit(3)  # a fresh worker rebuilds the shard with this clip marked failed
+            messages.send(("clip_done", outcome.status != "ok"))
+
         try:
-            result = run_shard_job(job, on_clip=lambda failed: messages.send(("clip_done", bool(failed))),
+            result = run_shard_job(job, on_clip=report,
                                    on_start=lambda key: messages.send(("clip", key)), timeout_s=limits.clip_timeout_s,
                                    memory_mb=limits.clip_memory_mb)
         except BaseException as exc:  # disk full, folder removed, a bug: the parent stops the run with it
@@ -128,6 +135,7 @@ class _Worker:
         self.clip: Optional[str] = None
         self.clip_since = 0.0
         self.reported = 0  # clips of the current attempt at ``job`` reported so far
+        self.memory_detail: Optional[str] = None  # the current clip went over the memory bound
 
     def give(self, job) -> None:
         self.job, self.clip, self.reported = job, None, 0
@@ -174,15 +182,19 @@ class SupervisedPool:
                         job = queue.popleft()
                         w.give(dataclasses.replace(job, known_failed=dict(known_failed.get(job.stem, {}))))
                 wait([w.messages for w in workers] + [w.proc.sentinel for w in workers], timeout=_POLL_S)
-                for i, w in enumerate(workers):
+                for i, w in enumerate(list(workers)):
                     result = self._drain(w, forwarded, on_clip)
                     if result is not None:
                         yield result
                     lost = self._check(w, known_failed, forwarded, unnamed_deaths, on_clip)
                     if lost is not None:
                         queue.appendleft(lost)
+                    if not w.proc.is_alive():  # lost on a clip, or left after one: replaced while work remains
+                        w.proc.join()
                         w.close()
-                        workers[i] = _Worker(self.ctx, self.limits, self.parent_pid)
+                        workers.remove(w)
+                        if queue:
+                            workers.append(_Worker(self.ctx, self.limits, self.parent_pid))
         finally:
             for w in workers:
                 try:
@@ -209,6 +221,8 @@ class SupervisedPool:
                     if w.reported > forwarded.get(w.job.stem, 0):
                         forwarded[w.job.stem] = w.reported
                         on_clip(1, int(value))
+                elif kind == "memory":
+                    w.memory_detail = value
                 elif kind == "result":
                     result, w.job = value, None
                 elif kind == "error":
@@ -238,7 +252,9 @@ class SupervisedPool:
                                  "same command to resume")
             return job
         task = next(t for t in job.tasks if t.key == w.clip)
-        if timed_out:
+        if w.memory_detail is not None:
+            reason, detail = "memory_limit", w.memory_detail
+        elif timed_out:
             reason, detail = "clip_timeout", (f"opening and decoding {task.rel_path} took longer than "
                                               f"{self.limits.clip_timeout_s:g} s (--clip-timeout); its worker was killed")
         else:
