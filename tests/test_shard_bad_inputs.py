@@ -18,7 +18,7 @@ from PIL import Image
 from avloc import schema
 from cli_invoke import avloc_cli
 from avloc.tools.sharding import ShardConfig, run_shard
-from test_shard_clips import make_bad_inputs, make_clip
+from test_shard_clips import make_bad_inputs, make_clip, make_long_clip
 
 
 @pytest.fixture(scope="module")
@@ -345,3 +345,29 @@ def test_a_clip_over_the_workers_memory_bound_is_recorded_and_its_worker_replace
     row = _manifest_rows(tmp_path / "out")[big_frame_clip.name]
     assert row["status"] == "failed" and row["reason"] == "memory_limit", row
     assert report["ok"] == 2 and report["failed"] == 1
+
+
+@pytest.fixture(scope="module")
+def long_clip_folder(tmp_path_factory):
+    clips = tmp_path_factory.mktemp("long") / "clips"
+    make_clip(clips / "goodclip001_000000.mp4", duration=2.0)
+    make_long_clip(clips / "longclip001_000000.mkv", seconds=1200.0)
+    return clips
+
+
+@pytest.mark.parametrize("decoder", ["ffmpeg", "pyav"])
+def test_a_20_minute_clip_shards_under_a_small_memory_bound(long_clip_folder, tmp_path, decoder):
+    """Decoding the whole 20-minute track would need ~80 MB here (and fails under this 64 MB bound);
+    the window alone fits. The sample is the central 3 s of the whole track (the 1 kHz half
+    starts at 600 s, so the window holds both tones)."""
+    out = tmp_path / "out"
+    report = run_shard(ShardConfig(clips=long_clip_folder, out=out, workers=1, decoder=decoder, progress=False,
+                                   clip_memory_mb=64))
+    assert report["ok"] == 2, report["failed_by_reason"]
+    row = _manifest_rows(out)["longclip001_000000.mkv"]
+    assert row["audio_seconds"] == pytest.approx(1200.0) and row["window_start"] == pytest.approx(598.5)
+    assert row["frame_time"] == pytest.approx(600.0) and "audio_after_video" not in row["flags"]
+    spec = schema.decode_spec(_samples(out)[row["key"]]["spec.f16"]).astype(np.float32)
+    bins = spec.argmax(axis=0)
+    low, high = round(440 / (schema.SAMPLE_RATE / schema.NPERSEG)), round(1000 / (schema.SAMPLE_RATE / schema.NPERSEG))
+    assert (bins[:90] == low).all() and (bins[-90:] == high).all()

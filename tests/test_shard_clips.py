@@ -54,6 +54,19 @@ def make_clip(path, *, duration: float = 4.0, size=(160, 120), fps: int = 25, vi
     return path
 
 
+def make_long_clip(path, seconds: float = 1200.0) -> Path:
+    """A long clip made cheaply: 64x48 H.264 at 1 fps and uncompressed 16 kHz mono audio (a 440 Hz
+    tone, a 1 kHz tone from the middle on, so a misplaced window shows), in Matroska."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    half = seconds / 2
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                    "-f", "lavfi", "-i", f"testsrc=size=64x48:rate=1:duration={seconds}",
+                    "-f", "lavfi", "-i", f"aevalsrc='0.5*sin(2*PI*if(lt(t,{half}),440,1000)*t)':s=16000:d={seconds}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "pcm_s16le", str(path)], check=True)
+    return path
+
+
 def make_bad_inputs(clips: Path) -> dict:
     """One clip per bad-input kind (plus two good ones). Returns {kind: path}."""
     clips = Path(clips)
