@@ -187,3 +187,62 @@ def test_a_faststart_clip_cut_at_95_percent_decodes_the_same_with_both(tmp_path,
     np.testing.assert_array_equal(got.frame, ref.frame)
     np.testing.assert_array_equal(got.audio, ref.audio)
     assert len(got.audio) < 5.75 * schema.SAMPLE_RATE  # the cut audio is shorter than the declared 6 s
+
+
+def _processes_mentioning(text: str) -> list:
+    """Live (not zombie) processes whose command line contains ``text``."""
+    import os
+
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().decode("utf-8", "replace")
+            with open(f"/proc/{pid}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state not in ("Z", "X"):
+            pids.append(int(pid))
+    return pids
+
+
+def test_the_ffmpeg_process_dies_with_its_worker(tmp_path, clips):
+    """A worker killed while its ffmpeg runs (here: ffmpeg waits on a FIFO) leaves no ffmpeg behind,
+    and so no frame file in /dev/shm."""
+    import multiprocessing as mp
+    import os
+    import signal
+    import time
+
+    fifo = tmp_path / "stalled.mp4"
+    os.mkfifo(fifo)
+    info = probe(clips["plain"])
+    worker = mp.get_context("fork").Process(target=FfmpegDecoder(timeout_s=300).decode, args=(fifo, info))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not _processes_mentioning(str(fifo)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_mentioning(str(fifo)), "ffmpeg did not start"
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join()
+    deadline = time.monotonic() + 10
+    while _processes_mentioning(str(fifo)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _processes_mentioning(str(fifo))
+
+
+def test_frame_files_of_dead_processes_are_removed(tmp_path):
+    import os
+    import subprocess
+    import uuid
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead = tmp_path / f"avloc-{proc.pid}-{uuid.uuid4().hex}.ppm"
+    live = tmp_path / f"avloc-{os.getpid()}-{uuid.uuid4().hex}.ppm"
+    other = tmp_path / f"other-{proc.pid}.ppm"
+    for path in (dead, live, other):
+        path.write_bytes(b"P6")
+    assert decode.remove_orphan_frames(str(tmp_path)) == 1
+    assert not dead.exists() and live.exists() and other.exists()
