@@ -207,29 +207,45 @@ def _processes_mentioning(text: str) -> list:
     return pids
 
 
-def test_the_ffmpeg_process_dies_with_its_worker(tmp_path, clips):
-    """A worker killed while its ffmpeg runs (here: ffmpeg waits on a FIFO) leaves no ffmpeg behind,
-    and so no frame file in /dev/shm."""
+def _stalled_ffmpeg_worker(fifo, info):
+    from avloc.tools.sharding.supervisor import become_group_leader
+
+    become_group_leader()  # as a shard worker does first
+    FfmpegDecoder(timeout_s=300).decode(fifo, info)
+
+
+def test_the_ffmpeg_process_goes_with_its_lost_worker(tmp_path, clips):
+    """A worker lost while its ffmpeg runs (here ffmpeg waits on a FIFO; the kernel's OOM killer
+    kills only the worker): the supervisor kills the worker's process group, and the ffmpeg with
+    it, so no ffmpeg is left to write a frame file into /dev/shm."""
     import multiprocessing as mp
     import os
     import signal
     import time
 
+    from avloc.tools.sharding.supervisor import kill_process_group
+
     fifo = tmp_path / "stalled.mp4"
     os.mkfifo(fifo)
-    info = probe(clips["plain"])
-    worker = mp.get_context("fork").Process(target=FfmpegDecoder(timeout_s=300).decode, args=(fifo, info))
+    worker = mp.get_context("fork").Process(target=_stalled_ffmpeg_worker, args=(fifo, probe(clips["plain"])))
     worker.start()
     deadline = time.monotonic() + 60
     while not _processes_mentioning(str(fifo)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_mentioning(str(fifo)), "ffmpeg did not start"
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.join()
-    deadline = time.monotonic() + 10
-    while _processes_mentioning(str(fifo)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _processes_mentioning(str(fifo))
+    ffmpeg = _processes_mentioning(str(fifo))
+    assert ffmpeg, "ffmpeg did not start"
+    try:
+        os.kill(worker.pid, signal.SIGKILL)  # the OOM killer's choice: the worker alone
+        worker.join()
+        assert _processes_mentioning(str(fifo)) == ffmpeg  # an orphan, until its group is killed
+        kill_process_group(worker.pid)
+        deadline = time.monotonic() + 10
+        while _processes_mentioning(str(fifo)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _processes_mentioning(str(fifo))
+    finally:
+        for pid in _processes_mentioning(str(fifo)):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_frame_files_of_dead_processes_are_removed(tmp_path):

@@ -279,3 +279,11 @@ def test_full_disk_at_the_manifest_stage_is_one_line(tmp_path, small_disk):
     (small_disk / "filler").unlink()
     again = _run(["--clips", str(clips), "--out", str(out), "--no-progress", "--workers", "1"])
     assert again.exit_code == 0 and (out / "manifest.parquet").is_file() and (out / "dataset.json").is_file()
+
+
+def test_a_set_begun_with_the_other_decoder_says_how_to_resume(one_clip, tmp_path):
+    out = tmp_path / "o"
+    assert _run(["--clips", str(one_clip), "--out", str(out), "--no-progress", "--workers", "1",
+                 "--decoder", "ffmpeg"]).exit_code == 0
+    result = _run(["--clips", str(one_clip), "--out", str(out), "--no-progress", "--workers", "1"])  # default: pyav
+    _assert_one_line_error(result, text="built with --decoder ffmpeg; pass --decoder ffmpeg to resume")

@@ -9,7 +9,7 @@ import click
 from avloc.utils.options import example_epilog
 
 from avloc import schema
-from avloc.tools.sharding.decode import DECODERS
+from avloc.tools.sharding.decode import DECODERS, DEFAULT_DECODER
 from avloc.tools.sharding.distributors import DISTRIBUTORS
 from avloc.tools.sharding.sample_builder import MIN_FRAME_SIDE
 
@@ -38,10 +38,12 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--jpeg-quality", type=int, default=schema.JPEG_QUALITY, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffle across shards.")
 @click.option("--overwrite", is_flag=True, help="Rebuild every shard instead of resuming.")
-@click.option("--decoder", default="ffmpeg", show_default=True, metavar=f"[{'|'.join(DECODERS)}]",
-              help="ffmpeg: one ffmpeg process per clip; pyav: in-process decoding.")
-@click.option("--decoder-threads", type=int, default=2, show_default=True,
-              help="Threads per video decoder in each worker (frame threading; results are identical).")
+@click.option("--decoder", default=DEFAULT_DECODER, show_default=True, metavar=f"[{'|'.join(DECODERS)}]",
+              help="pyav: in-process decoding (fastest); ffmpeg: one ffmpeg process per clip. Both give the same "
+                   "set (same clips kept, same flags; pixels and spectrograms within rounding).")
+@click.option("--decoder-threads", type=int, default=None,
+              help="Threads per video decoder in each worker (frame threading; results are identical). "
+                   "Default: usable cores / workers (1 when every core runs a worker).")
 @click.option("--distributor", default="local", show_default=True, metavar=f"[{'|'.join(DISTRIBUTORS)}]",
               help="local process pool, or Ray tasks (pip install 'avloc[ray]'; RAY_ADDRESS picks the cluster).")
 @click.option("--clip-timeout", type=float, default=120.0, show_default=True,

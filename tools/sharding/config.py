@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from avloc import schema
-from avloc.tools.sharding.decode import DECODERS
+from avloc.tools.sharding.decode import DECODERS, DEFAULT_DECODER
 from avloc.tools.sharding.distributors import DISTRIBUTORS
 from avloc.tools.sharding.sample_builder import MIN_FRAME_SIDE
 from avloc.utils.options import CommandOptions, choice_problem
@@ -61,8 +61,8 @@ class ShardConfig(CommandOptions):
     jpeg_quality: int = schema.JPEG_QUALITY
     seed: int = 0
     overwrite: bool = False
-    decoder: str = "ffmpeg"
-    decoder_threads: int = 2  # threads per video decoder (frame threading), in every worker
+    decoder: str = DEFAULT_DECODER
+    decoder_threads: Optional[int] = None  # threads per video decoder in every worker; None: cores / workers
     distributor: str = "local"
     progress: bool = True
     report_json: Optional[Path] = None  # also write the report here
@@ -85,7 +85,8 @@ class ShardConfig(CommandOptions):
         found += _between("--val-fraction", self.val_fraction, 0.0, 1.0, upper_open=True)
         found += _between("--frame-size", self.frame_size, 16, 4096)
         found += _between("--jpeg-quality", self.jpeg_quality, 1, 100)
-        found += _between("--decoder-threads", self.decoder_threads, 1, 64)
+        if self.decoder_threads is not None:
+            found += _between("--decoder-threads", self.decoder_threads, 1, 64)
         found += choice_problem("--decoder", self.decoder, DECODERS)
         found += choice_problem("--distributor", self.distributor, DISTRIBUTORS)
         if not self.clip_timeout_s > 0:

@@ -97,9 +97,28 @@ def _check_done_shards_belong(out: Path, files: dict, jobs: list) -> None:
             continue
         job = planned.get(stem)
         if job is None or stats.get("job_hash") != job.job_hash:
+            other = _other_decoder(job, stats) if job is not None else None
+            if other is not None:  # e.g. a set begun before the default decoder changed
+                raise InputError(f"{out} holds finished shard {stem} built with --decoder {other}; pass --decoder "
+                                 f"{other} to resume that set, or --overwrite to rebuild it")
             why = "is not part of this run's plan" if job is None else "was built from other clips or options"
             raise InputError(f"{out} holds finished shard {stem} that {why}; rerun with --overwrite to rebuild the "
                              "set, or use another --out")
+
+
+def _other_decoder(job, stats: dict):
+    """The other decoder whose plan gives the done shard's hash, if one does."""
+    import dataclasses
+
+    from avloc.tools.sharding.decode import DECODERS
+    from avloc.tools.sharding.planning import job_hash
+
+    for decoder in DECODERS:
+        if decoder != job.options.decoder:
+            options = dataclasses.replace(job.options, decoder=decoder)
+            if job_hash(job.stem, job.tasks, options) == stats.get("job_hash"):
+                return decoder
+    return None
 
 
 def _sources_changed(job, stats: dict) -> bool:

@@ -40,9 +40,9 @@ def run_shard(cfg: ShardConfig) -> dict:
     t_start = time.perf_counter()
     with OutputLock(out):
         selection = select(cfg)
+        threads = cfg.decoder_threads or max(1, usable_cores() // workers)  # frame threads only help on idle cores
         options = BuildOptions(frame_size=cfg.frame_size, jpeg_quality=cfg.jpeg_quality, keep_audio=cfg.keep_audio,
-                               decoder=cfg.decoder, decoder_threads=cfg.decoder_threads,
-                               min_frame_side=cfg.min_frame_side)
+                               decoder=cfg.decoder, decoder_threads=threads, min_frame_side=cfg.min_frame_side)
         jobs = plan_shards(selection.tasks, out=out, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
                            options=options)
         pending, done = reconcile(out, jobs, overwrite=cfg.overwrite)

@@ -32,7 +32,7 @@ import numpy as np
 from avloc import schema
 from avloc.audio import central_window
 from avloc.spectrogram import fnac_spectrogram_from_samples
-from avloc.tools.sharding.decode import DecodeFailure, make_decoder, target_size
+from avloc.tools.sharding.decode import DEFAULT_DECODER, DecodeFailure, make_decoder, target_size
 
 SILENCE_PEAK = 1e-4  # -80 dBFS on the [-1, 1] scale
 _MEMORY_ERROR = "Cannot allocate memory"
@@ -64,7 +64,7 @@ class BuildOptions:
     frame_size: int = schema.FRAME_SHORT_SIDE
     jpeg_quality: int = schema.JPEG_QUALITY
     keep_audio: bool = False
-    decoder: str = "ffmpeg"
+    decoder: str = DEFAULT_DECODER
     decoder_threads: int = 2
     min_frame_side: int = MIN_FRAME_SIDE
 
@@ -91,11 +91,26 @@ class SampleOutcome:
     rotation: int = 0
 
 
+_warm = False
+
+
 def preload() -> None:
-    """Import what building a sample needs (a process pool forked afterwards shares it)."""
+    """Import what building a sample needs and run its first calls once (spectrogram, resize, JPEG,
+    parquet: each costs several ms the first time), so that workers forked afterwards share it."""
+    global _warm
     import av  # noqa: F401
     import ffmpeg  # noqa: F401
     from PIL import Image, JpegImagePlugin, PpmImagePlugin  # noqa: F401
+
+    if _warm:
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fnac_spectrogram_from_samples(np.zeros(schema.WINDOW_SAMPLES, np.int16), schema.SAMPLE_RATE)
+    encode_jpeg(resize_frame(np.zeros((24, 32, 3), np.uint8), 32), schema.JPEG_QUALITY)
+    pq.write_table(pa.table({"warm": [0]}), pa.BufferOutputStream(), compression="zstd")
+    _warm = True
 
 
 def resize_frame(frame: np.ndarray, short_side: int, sample_aspect: float = 1.0, rotation: int = 0):

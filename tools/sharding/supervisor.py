@@ -18,7 +18,11 @@ The clip is recorded as failed, a fresh worker replaces the lost one and the sha
 with that clip marked failed (``ShardJob.known_failed``), so the run finishes with its manifest
 and ``dataset.json``. A worker that dies between clips (while writing its shard's files) gets
 the shard retried; a shard that loses ``MAX_UNNAMED_DEATHS`` workers that way stops the run.
-Workers (and their ffmpeg children) get SIGKILL when the run's process dies.
+Each worker leads its own process group, which its ffmpeg children join: a worker killed or lost
+has its whole group killed, so no ffmpeg outlives it (and writes no frame file into /dev/shm
+after it). Workers get SIGKILL when the run's process dies; an ffmpeg child of theirs then ends
+at its next write to the closed pipe, and frame files of dead processes are removed at the next
+start (``decode.remove_orphan_frames``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,22 @@ def _die_with_parent(parent_pid) -> None:
         return
     if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def become_group_leader() -> None:
+    """Lead a new process group (the worker's ffmpeg children join it), out of the terminal's."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+
+
+def kill_process_group(pid: int) -> None:
+    """SIGKILL every process of the group ``pid`` leads (also after the leader itself died)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _address_space_bytes() -> Optional[int]:
@@ -92,6 +112,7 @@ def _worker_main(jobs, messages, limits: WorkerLimits, parent_pid) -> None:
     from avloc.utils.system import first_line
 
     _die_with_parent(parent_pid)
+    become_group_leader()
     try:
         import torch
 
@@ -142,8 +163,8 @@ class _Worker:
         self.jobs.send(job)
 
     def kill(self) -> None:
-        if self.proc.is_alive():
-            os.kill(self.proc.pid, signal.SIGKILL)
+        """The worker and its children (an ffmpeg it started), also when the worker already died."""
+        kill_process_group(self.proc.pid)
         self.proc.join()
 
     def close(self) -> None:
@@ -190,7 +211,7 @@ class SupervisedPool:
                     if lost is not None:
                         queue.appendleft(lost)
                     if not w.proc.is_alive():  # lost on a clip, or left after one: replaced while work remains
-                        w.proc.join()
+                        w.kill()  # what it started (an ffmpeg) goes with it
                         w.close()
                         workers.remove(w)
                         if queue:
