@@ -284,10 +284,9 @@ def test_a_worker_killed_on_a_clip_names_it_and_the_run_finishes(tmp_path):
             except OSError:
                 time.sleep(0.05)
                 continue
-            for _ in range(100):
+            pids = []
+            while not pids and time.monotonic() < deadline:  # the reader holds the FIFO until we close it
                 pids = [p for p in _pids_reading(fifo) if p != os.getpid()]
-                if pids:
-                    break
                 time.sleep(0.05)
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
