@@ -107,11 +107,12 @@ def bound_memory(extra_mb: Optional[int]) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def _worker_main(jobs, messages, limits: WorkerLimits, parent_pid) -> None:
+def _worker_main(jobs, messages, limits: WorkerLimits, parent_pid, umask: int) -> None:
     from avloc.tools.sharding.job import run_shard_job
     from avloc.utils.system import first_line
 
     _die_with_parent(parent_pid)
+    os.umask(umask)  # the run's, also when a forkserver (started earlier, elsewhere) forked this worker
     become_group_leader()
     try:
         import torch
@@ -148,7 +149,9 @@ class _Worker:
     def __init__(self, ctx, limits: WorkerLimits, parent_pid):
         jobs_r, self.jobs = ctx.Pipe(duplex=False)
         self.messages, messages_w = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_worker_main, args=(jobs_r, messages_w, limits, parent_pid), daemon=True)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        self.proc = ctx.Process(target=_worker_main, args=(jobs_r, messages_w, limits, parent_pid, umask), daemon=True)
         self.proc.start()
         jobs_r.close()
         messages_w.close()
@@ -207,10 +210,12 @@ class SupervisedPool:
                     result = self._drain(w, forwarded, on_clip)
                     if result is not None:
                         yield result
-                    lost = self._check(w, known_failed, forwarded, unnamed_deaths, on_clip)
+                    dead, lost, late = self._check(w, known_failed, forwarded, unnamed_deaths, on_clip)
+                    if late is not None:
+                        yield late
                     if lost is not None:
                         queue.appendleft(lost)
-                    if not w.proc.is_alive():  # lost on a clip, or left after one: replaced while work remains
+                    if dead:  # lost on a clip, or left after one: replaced while work remains
                         w.kill()  # what it started (an ffmpeg) goes with it
                         w.close()
                         workers.remove(w)
@@ -254,16 +259,19 @@ class SupervisedPool:
         return result
 
     def _check(self, w: _Worker, known_failed: dict, forwarded: dict, unnamed_deaths: dict, on_clip):
-        """Kill a worker whose clip ran out of time; handle a lost worker. Returns the job to run again."""
+        """Kill a worker whose clip ran out of time; handle a lost worker. Returns (dead, the job to run
+        again, a result it sent just before dying); ``dead`` is decided once here, so a worker dying
+        meanwhile is handled on the next round."""
         timed_out = (w.clip is not None and w.proc.is_alive()
                      and time.monotonic() - w.clip_since > self.limits.clip_timeout_s)
         if timed_out:
             w.kill()
         if w.proc.is_alive():
-            return None
+            return False, None, None
+        late = self._drain(w, forwarded, on_clip)  # what it said just before it died counts
         job = w.job
-        if job is None:  # died idle: nothing lost
-            return None
+        if job is None:  # died idle (or right after finishing its job): nothing lost
+            return True, None, late
         remove_stale_temps(job.out, f".{job.stem}.*.tmp")  # the lost attempt's unfinished shard files
         if w.clip is None:
             unnamed_deaths[job.stem] = unnamed_deaths.get(job.stem, 0) + 1
@@ -271,7 +279,7 @@ class SupervisedPool:
                 raise AvlocError(f"a shard worker process died ({_signal_name(w.proc.exitcode)}) while writing "
                                  f"{job.stem}, {unnamed_deaths[job.stem]} times; finished shards are kept, rerun the "
                                  "same command to resume")
-            return job
+            return True, job, None
         task = next(t for t in job.tasks if t.key == w.clip)
         if w.memory_detail is not None:
             reason, detail = "memory_limit", w.memory_detail
@@ -289,4 +297,4 @@ class SupervisedPool:
         if position > forwarded.get(job.stem, 0):
             forwarded[job.stem] = position
             on_clip(1, 1)
-        return job
+        return True, job, None
