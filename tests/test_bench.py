@@ -216,6 +216,54 @@ def test_workdir_is_removed_when_the_run_is_terminated(tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_scratch_folders_of_killed_runs_are_removed_by_the_next(tmp_path):
+    from avloc.bench import runner
+
+    dead = tmp_path / f"{runner.WORKDIR_PREFIX}{_dead_pid()}-abc123"
+    (dead / "clips").mkdir(parents=True)
+    live = tmp_path / f"{runner.WORKDIR_PREFIX}{os.getpid()}-def456"
+    live.mkdir()
+    kept = tmp_path / f"{runner.WORKDIR_PREFIX}{_dead_pid()}-kept01"
+    kept.mkdir()
+    (kept / runner.KEEP_MARKER).touch()
+    other = tmp_path / "avloc-bench-notours"
+    other.mkdir()
+    assert runner.remove_stale_workdirs(tmp_path) == 1
+    assert not dead.exists() and live.is_dir() and kept.is_dir() and other.is_dir()
+
+
+@pytest.mark.slow
+def test_a_killed_bench_run_leaves_a_folder_the_next_run_removes(tmp_path):
+    """SIGKILL gives no chance to clean up: the folder stays until the next run starts."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from avloc.bench import runner
+
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "avloc.cli", "bench-throughput", "--scenario", "shard", "--quick",
+                             "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not list(tmp_path.glob(f"{runner.WORKDIR_PREFIX}{proc.pid}-*/*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = list(tmp_path.glob(f"{runner.WORKDIR_PREFIX}{proc.pid}-*"))
+    assert len(left) == 1
+    time.sleep(1.0)  # its shard workers die with it (they get SIGKILL when their parent dies)
+    assert runner.remove_stale_workdirs(tmp_path) == 1 and not left[0].exists()
+
+
 def test_loader_data_folder_and_shards_hold_the_same_clips(tmp_path):
     """The two copies come from the same clips (run_shard and the public recipe): on-the-fly
     spectrograms = stored float16 ones (to fp16 rounding)."""

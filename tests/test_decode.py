@@ -11,7 +11,7 @@ import pytest
 from avloc import schema
 from avloc.tools.sharding import decode
 from avloc.tools.sharding.decode import DecodeFailure, FfmpegDecoder, PyAVDecoder, probe
-from test_shard_clips import make_clip
+from test_shard_clips import make_clip, make_long_clip
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,142 @@ def test_target_size():
     assert decode.target_size(240, 320, 256) == (256, 341)
     assert decode.target_size(16, 12, 256) == (341, 256)
     assert decode.target_size(256, 256, 256) == (256, 256)
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    return make_long_clip(tmp_path_factory.mktemp("long") / "long.mkv", seconds=1200.0)
+
+
+def _whole_track(decoder, path, monkeypatch):
+    """The reference: the same decoder made to decode the whole track."""
+    with monkeypatch.context() as m:
+        m.setattr(decode, "LONG_CLIP_S", float("inf"))
+        return decoder.decode(path)
+
+
+@pytest.mark.parametrize("backend", [FfmpegDecoder, PyAVDecoder])
+def test_a_long_clip_decodes_only_its_window(long_clip, backend, monkeypatch):
+    """A 20-minute clip: only the central 3 s (and a margin) are decoded, seeked to; the samples
+    are exactly those of a whole-track decode, at the same place; the frame is the same."""
+    import time
+
+    t0 = time.perf_counter()
+    got = backend().decode(long_clip)
+    window_s = time.perf_counter() - t0
+    total = 1200 * schema.SAMPLE_RATE
+    assert got.audio_total == total and got.audio_start == total // 2 - schema.WINDOW_SAMPLES // 2
+    assert got.audio.shape == (schema.WINDOW_SAMPLES,) and got.audio.dtype == np.int16
+    t0 = time.perf_counter()
+    whole = _whole_track(backend(), long_clip, monkeypatch)
+    whole_s = time.perf_counter() - t0
+    assert whole.audio_total is None and len(whole.audio) == total
+    np.testing.assert_array_equal(got.audio, whole.audio[got.audio_start:got.audio_start + schema.WINDOW_SAMPLES])
+    np.testing.assert_array_equal(got.frame, whole.frame)
+    assert got.frame_time == whole.frame_time == pytest.approx(600.0)
+    assert window_s < whole_s / 2, (window_s, whole_s)  # measured in the same test: the window costs less
+
+
+def test_a_long_compressed_clip_seeks_within_resampling_noise(tmp_path, monkeypatch):
+    """66 s of 44.1 kHz stereo AAC (over LONG_CLIP_S): the seeked window's FNAC spectrogram matches the whole decode's
+    (a resampler started elsewhere may shift the samples by a fraction of one), with both decoders,
+    and the two decoders agree with each other."""
+    from avloc.spectrogram import fnac_spectrogram_from_samples
+
+    clip = make_clip(tmp_path / "long44.mp4", duration=66.0, size=(64, 48), fps=5, sample_rate=44100, channels=2)
+    specs = []
+    for backend in (FfmpegDecoder, PyAVDecoder):
+        got = backend().decode(clip)
+        assert got.audio_total == 66 * schema.SAMPLE_RATE and len(got.audio) == schema.WINDOW_SAMPLES
+        whole = _whole_track(backend(), clip, monkeypatch)
+        ref = whole.audio[got.audio_start:got.audio_start + schema.WINDOW_SAMPLES]
+        spec, ref_spec = fnac_spectrogram_from_samples(got.audio)[0], fnac_spectrogram_from_samples(ref)[0]
+        assert np.abs(spec - ref_spec).max() <= 0.05 and np.abs(spec - ref_spec).mean() <= 1e-3
+        specs.append(spec)
+    assert np.abs(specs[0] - specs[1]).max() <= 0.05 and np.abs(specs[0] - specs[1]).mean() <= 1e-3
+
+
+@pytest.mark.parametrize("backend", [FfmpegDecoder, PyAVDecoder])
+def test_a_faststart_clip_cut_at_95_percent_decodes_the_same_with_both(tmp_path, backend):
+    clip = make_clip(tmp_path / "fs.mp4", duration=6.0, extra_video_args=("-movflags", "+faststart"))
+    data = clip.read_bytes()
+    clip.write_bytes(data[:int(len(data) * 0.95)])
+    got, ref = backend().decode(clip), FfmpegDecoder().decode(clip)
+    np.testing.assert_array_equal(got.frame, ref.frame)
+    np.testing.assert_array_equal(got.audio, ref.audio)
+    assert len(got.audio) < 5.75 * schema.SAMPLE_RATE  # the cut audio is shorter than the declared 6 s
+
+
+def _processes_mentioning(text: str) -> list:
+    """Live (not zombie) processes whose command line contains ``text``."""
+    import os
+
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().decode("utf-8", "replace")
+            with open(f"/proc/{pid}/stat") as fh:
+                state = fh.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state not in ("Z", "X"):
+            pids.append(int(pid))
+    return pids
+
+
+def _stalled_ffmpeg_worker(fifo, info):
+    from avloc.tools.sharding.supervisor import become_group_leader
+
+    become_group_leader()  # as a shard worker does first
+    FfmpegDecoder(timeout_s=300).decode(fifo, info)
+
+
+def test_the_ffmpeg_process_goes_with_its_lost_worker(tmp_path, clips):
+    """A worker lost while its ffmpeg runs (here ffmpeg waits on a FIFO; the kernel's OOM killer
+    kills only the worker): the supervisor kills the worker's process group, and the ffmpeg with
+    it, so no ffmpeg is left to write a frame file into /dev/shm."""
+    import multiprocessing as mp
+    import os
+    import signal
+    import time
+
+    from avloc.tools.sharding.supervisor import kill_process_group
+
+    fifo = tmp_path / "stalled.mp4"
+    os.mkfifo(fifo)
+    worker = mp.get_context("fork").Process(target=_stalled_ffmpeg_worker, args=(fifo, probe(clips["plain"])))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not _processes_mentioning(str(fifo)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ffmpeg = _processes_mentioning(str(fifo))
+    assert ffmpeg, "ffmpeg did not start"
+    try:
+        os.kill(worker.pid, signal.SIGKILL)  # the OOM killer's choice: the worker alone
+        worker.join()
+        assert _processes_mentioning(str(fifo)) == ffmpeg  # an orphan, until its group is killed
+        kill_process_group(worker.pid)
+        deadline = time.monotonic() + 10
+        while _processes_mentioning(str(fifo)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _processes_mentioning(str(fifo))
+    finally:
+        for pid in _processes_mentioning(str(fifo)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_frame_files_of_dead_processes_are_removed(tmp_path):
+    import os
+    import subprocess
+    import uuid
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead = tmp_path / f"avloc-{proc.pid}-{uuid.uuid4().hex}.ppm"
+    live = tmp_path / f"avloc-{os.getpid()}-{uuid.uuid4().hex}.ppm"
+    other = tmp_path / f"other-{proc.pid}.ppm"
+    for path in (dead, live, other):
+        path.write_bytes(b"P6")
+    assert decode.remove_orphan_frames(str(tmp_path)) == 1
+    assert not dead.exists() and live.exists() and other.exists()

@@ -210,6 +210,38 @@ def test_resume_skips_done_shards_and_rebuilds_unfinished(synth, tmp_path):
     assert third["ok"] == N_CLIPS
 
 
+def test_resume_redoes_a_clip_replaced_by_one_of_the_same_size(tmp_path):
+    """Resume looks at each clip's size and modification time: a file replaced by another clip of
+    the same size gets its shard rebuilt with the new content; the other shard is kept."""
+    from test_shard_clips import make_clip
+
+    clips = tmp_path / "clips"
+    first = make_clip(clips / "replaced001_000000.mp4", duration=2.0, frequency=440.0)
+    make_clip(clips / "untouched01_000000.mp4", duration=2.0)
+    other = make_clip(tmp_path / "other.mp4", duration=2.0, frequency=2000.0)
+    # the same size: pad the shorter file (mp4 readers ignore bytes after the last box)
+    size = max(first.stat().st_size, other.stat().st_size)
+    original = first.read_bytes().ljust(size, b"\0")
+    first.write_bytes(original)
+    out = tmp_path / "out"
+    cfg = ShardConfig(clips=clips, out=out, samples_per_shard=1, workers=1, progress=False)
+    run_shard(cfg)
+
+    def tone_bin(key):
+        for tar in out.glob("*.tar"):
+            for k, members in _tar_samples(tar):
+                if k == key:
+                    return int(np.median(schema.decode_spec(members["spec.f16"]).astype(np.float32).argmax(axis=0)))
+
+    assert tone_bin("replaced001_000000") == round(440 / (schema.SAMPLE_RATE / schema.NPERSEG))
+    replacement = other.read_bytes().ljust(size, b"\0")
+    assert len(replacement) == len(original) and replacement != original
+    first.write_bytes(replacement)
+    report = run_shard(cfg)
+    assert report["shards_built"] == 1 and report["shards_skipped"] == 1
+    assert tone_bin("replaced001_000000") == round(2000 / (schema.SAMPLE_RATE / schema.NPERSEG))
+
+
 def test_changed_options_need_overwrite(synth, tmp_path):
     out = tmp_path / "shards"
     run_shard(_config(synth, out, workers=1))

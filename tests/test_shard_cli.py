@@ -231,3 +231,62 @@ def test_written_files_get_the_umask_modes(one_clip, tmp_path):
         os.umask(old)
     for name in names:
         assert (tmp_path / "g" / name).stat().st_mode & 0o777 == 0o664, name
+
+
+@pytest.mark.parametrize("where", ["missing-folder/report.json", "a-folder", "readonly/report.json"])
+def test_unwritable_json_path_refused_before_any_work(one_clip, tmp_path, where):
+    (tmp_path / "a-folder").mkdir()
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    if where.startswith("readonly") and os.access(readonly, os.W_OK):
+        pytest.skip("root writes whatever the permission bits say")
+    out = tmp_path / "o"
+    result = _run(["--clips", str(one_clip), "--out", str(out), "--no-progress", "--json", str(tmp_path / where)])
+    _assert_one_line_error(result, text="--json")
+    assert not (out / schema.MANIFEST_PATH).exists()  # refused before the run, not after it
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (needs the right to mount, e.g. root in a container)."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_at_the_manifest_stage_is_one_line(tmp_path, small_disk):
+    """The shards fit, the manifest does not: one line naming the file and the free space, exit 1;
+    the finished shard stays and a rerun with room finishes the set."""
+    import shutil
+
+    clips = tmp_path / "clips"
+    for i in range(3):
+        make_clip(clips / f"diskclip00{i}_000000.mp4", duration=2.0)
+    out = small_disk / "o"
+    assert _run(["--clips", str(clips), "--out", str(out), "--no-progress", "--workers", "1"]).exit_code == 0
+    (out / schema.MANIFEST_PATH).unlink()
+    (out / "dataset.json").unlink()
+    free = shutil.disk_usage(small_disk).free
+    with open(small_disk / "filler", "wb") as fh:  # leave 8 KiB: the run's small files fit, the manifest not
+        fh.write(b"\0" * (free - 8192))
+    result = _run(["--clips", str(clips), "--out", str(out), "--no-progress", "--workers", "1"])
+    _assert_one_line_error(result, code=1, text=f"cannot write {out / 'manifest.parquet'}: No space left on device (")
+    assert "KiB free" in result.output
+    assert (out / "train-000000.tar").is_file() and not list(out.glob(".*.tmp"))
+    (small_disk / "filler").unlink()
+    again = _run(["--clips", str(clips), "--out", str(out), "--no-progress", "--workers", "1"])
+    assert again.exit_code == 0 and (out / schema.MANIFEST_PATH).is_file() and (out / "dataset.json").is_file()
+
+
+def test_a_set_begun_with_the_other_decoder_says_how_to_resume(one_clip, tmp_path):
+    out = tmp_path / "o"
+    assert _run(["--clips", str(one_clip), "--out", str(out), "--no-progress", "--workers", "1",
+                 "--decoder", "ffmpeg"]).exit_code == 0
+    result = _run(["--clips", str(one_clip), "--out", str(out), "--no-progress", "--workers", "1"])  # default: pyav
+    _assert_one_line_error(result, text="built with --decoder ffmpeg; pass --decoder ffmpeg to resume")

@@ -54,6 +54,19 @@ def make_clip(path, *, duration: float = 4.0, size=(160, 120), fps: int = 25, vi
     return path
 
 
+def make_long_clip(path, seconds: float = 1200.0) -> Path:
+    """A long clip made cheaply: 64x48 H.264 at 1 fps and uncompressed 16 kHz mono audio (a 440 Hz
+    tone, a 1 kHz tone from the middle on, so a misplaced window shows), in Matroska."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    half = seconds / 2
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+                    "-f", "lavfi", "-i", f"testsrc=size=64x48:rate=1:duration={seconds}",
+                    "-f", "lavfi", "-i", f"aevalsrc='0.5*sin(2*PI*if(lt(t,{half}),440,1000)*t)':s=16000:d={seconds}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "pcm_s16le", str(path)], check=True)
+    return path
+
+
 def make_bad_inputs(clips: Path) -> dict:
     """One clip per bad-input kind (plus two good ones). Returns {kind: path}."""
     clips = Path(clips)
@@ -66,7 +79,10 @@ def make_bad_inputs(clips: Path) -> dict:
         "short_audio": make_clip(clips / "shortaudio1_000000.mp4", audio_duration=1.2),
         "silent": make_clip(clips / "silentaudio_000000.mp4", silent=True),
         "odd_resolution": make_clip(clips / "oddsize0001_000000.mp4", size=(161, 121)),
-        "tiny_resolution": make_clip(clips / "tinysize001_000000.mp4", size=(16, 12)),
+        "tiny_resolution": make_clip(clips / "tinysize001_000000.mp4", size=(32, 24)),
+        "two_pixels": make_clip(clips / "twopixels01_000000.mp4", size=(2, 2), duration=2.0),
+        # 4 s of video, 12 s of audio: the central 3 s of audio start at 4.5 s, after the last frame
+        "audio_after_video": make_clip(clips / "longaudio01_000000.mp4", audio_duration=12.0),
         "rotated": make_clip(clips / "rotated0001_000000.mp4", rotation=90),
         "vfr": make_clip(clips / "vfrclip0001_000000.mp4", vfr=True),
         "non_ascii": make_clip(clips / "café ünïcödé clip.mp4"),
@@ -81,6 +97,11 @@ def make_bad_inputs(clips: Path) -> dict:
     truncated = clips / "truncated01_000000.mp4"
     truncated.write_bytes(made["good"].read_bytes()[:3000])
     made["truncated"] = truncated
+    # a faststart mp4 (index first) cut at 95 %: every frame header is there, the last packets are not
+    faststart = make_clip(clips / "cutfaststart_000000.mp4", duration=6.0, extra_video_args=("-movflags", "+faststart"))
+    data = faststart.read_bytes()
+    faststart.write_bytes(data[:int(len(data) * 0.95)])
+    made["cut_at_95"] = faststart
     # the same clip id twice: a canonical mp4 and a <ytid>_<start_ms>_<end_ms> webm-named copy
     dup_kept = make_clip(clips / "duplicate01_000030.mp4", frequency=880.0)
     dup_other = clips / "other" / "duplicate01_30000_40000.mkv"
@@ -104,6 +125,8 @@ def test_makers_produce_what_they_claim(tmp_path):
         "rotated": make_clip(tmp_path / "d.mp4", duration=2.0, rotation=90),
         "vfr": make_clip(tmp_path / "e.mp4", duration=2.0, vfr=True),
         "odd": make_clip(tmp_path / "f.mp4", duration=2.0, size=(161, 121)),
+        "two_pixels": make_clip(tmp_path / "g.mp4", duration=2.0, size=(2, 2)),
+        "long_audio": make_clip(tmp_path / "h.mp4", duration=2.0, audio_duration=6.0),
     }
     with av.open(str(made["plain"])) as c:
         assert len(c.streams.video) == 1 and len(c.streams.audio) == 1
@@ -121,3 +144,8 @@ def test_makers_produce_what_they_claim(tmp_path):
     assert len(set(gaps.tolist())) >= 2, gaps
     with av.open(str(made["odd"])) as c:
         assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (161, 121)
+    with av.open(str(made["two_pixels"])) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (2, 2)
+    with av.open(str(made["long_audio"])) as c:
+        video, audio = c.streams.video[0], c.streams.audio[0]
+        assert float(video.duration * video.time_base) < 2.5 and float(audio.duration * audio.time_base) > 5.5

@@ -78,6 +78,8 @@ def _kill_when(cmd, condition, timeout=120.0):
 
 def _wait_for_workers_to_die(out: Path) -> None:
     """Workers die with their parent (PR_SET_PDEATHSIG); once they are gone nothing changes."""
+    if not out.is_dir():  # killed before it made the folder (a slow start on a busy machine)
+        return
     before = None
     for _ in range(50):
         now = sorted((p.name, p.stat().st_size) for p in out.iterdir())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import os
+import re
 import shutil
 import signal
 import tempfile
@@ -21,6 +23,7 @@ from avloc.utils.system import first_line
 SCENARIOS = ("shard", "loaders", "kernels", "train", "evaluate")
 SCENARIO_CHOICES = SCENARIOS + ("all",)
 WORKDIR_PREFIX = "avloc-bench-"
+KEEP_MARKER = ".kept"  # in a scratch folder kept on purpose (--keep-workdir): never removed as stale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +93,37 @@ def sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_workdirs(parent=None) -> int:
+    """Remove scratch folders of runs that were killed (SIGKILL leaves no chance to clean up): a
+    folder is named after its run's process id, and is stale once that process is gone."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed = 0
+    for folder in parent.glob(f"{WORKDIR_PREFIX}*"):
+        m = re.match(rf"^{re.escape(WORKDIR_PREFIX)}(\d+)-", folder.name)
+        if (m and folder.is_dir() and not folder.is_symlink() and not (folder / KEEP_MARKER).exists()
+                and not _pid_alive(int(m.group(1)))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def run_bench(options: BenchOptions) -> tuple:
-    """Run the chosen scenarios in a scratch folder (removed afterwards, also on Ctrl-C or an error,
-    unless ``keep_workdir``), write the JSON / PNG asked for; returns (records, machine)."""
+    """Run the chosen scenarios in a scratch folder (removed afterwards, also on Ctrl-C, SIGTERM or an
+    error, unless ``keep_workdir``; one left by a killed run is removed by the next), write the JSON /
+    PNG asked for; returns (records, machine)."""
     load_at_start = load_average()
-    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    remove_stale_workdirs()
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
     try:
         with sigterm_unwinds():
             ctx = BenchContext(workdir=workdir, quick=options.quick, shards=options.shards, device=default_device(),
@@ -102,6 +131,7 @@ def run_bench(options: BenchOptions) -> tuple:
             records = run_scenarios(options.names, ctx)
     finally:
         if options.keep_workdir:
+            (workdir / KEEP_MARKER).touch()
             log(f"bench: scratch folder kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)

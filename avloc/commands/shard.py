@@ -9,8 +9,9 @@ import click
 from avloc.utils.options import example_epilog
 
 from avloc import schema
-from avloc.tools.sharding.decode import DECODERS
+from avloc.tools.sharding.decode import DECODERS, DEFAULT_DECODER
 from avloc.tools.sharding.distributors import DISTRIBUTORS
+from avloc.tools.sharding.sample_builder import MIN_FRAME_SIDE
 
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -37,18 +38,29 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--jpeg-quality", type=int, default=schema.JPEG_QUALITY, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffle across shards.")
 @click.option("--overwrite", is_flag=True, help="Rebuild every shard instead of resuming.")
-@click.option("--decoder", default="ffmpeg", show_default=True, metavar=f"[{'|'.join(DECODERS)}]",
-              help="ffmpeg: one ffmpeg process per clip; pyav: in-process decoding.")
-@click.option("--decoder-threads", type=int, default=2, show_default=True,
-              help="Threads per video decoder in each worker (frame threading; results are identical).")
+@click.option("--decoder", default=DEFAULT_DECODER, show_default=True, metavar=f"[{'|'.join(DECODERS)}]",
+              help="pyav: in-process decoding (fastest); ffmpeg: one ffmpeg process per clip. Both give the same "
+                   "set (same clips kept, same flags; pixels and spectrograms within rounding).")
+@click.option("--decoder-threads", type=int, default=None,
+              help="Threads per video decoder in each worker (frame threading; results are identical). "
+                   "Default: usable cores / workers (1 when every core runs a worker).")
 @click.option("--distributor", default="local", show_default=True, metavar=f"[{'|'.join(DISTRIBUTORS)}]",
               help="local process pool, or Ray tasks (pip install 'avloc[ray]'; RAY_ADDRESS picks the cluster).")
+@click.option("--clip-timeout", type=float, default=120.0, show_default=True,
+              help="Seconds one clip may take (open, probe, decode); a clip over it is recorded as failed "
+                   "(clip_timeout) and its worker replaced.")
+@click.option("--clip-memory", type=int, default=2048, show_default=True, metavar="MB",
+              help="Memory (address space, MB) one clip may add to its worker; a clip over it is recorded as "
+                   "failed (memory_limit). 0: no bound.")
+@click.option("--min-frame-side", type=int, default=MIN_FRAME_SIDE, show_default=True,
+              help="Refuse a clip whose decoded frame has a side below this many pixels (frame_too_small); "
+                   "1 accepts every size (small frames are then only flagged frame_upscaled).")
 @click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the report as JSON here.")
 def command(clips, out, csv_path, subset, exclude, test_ids, boxes, val_fraction, val_list, workers,
             samples_per_shard, keep_audio, frame_size, jpeg_quality, seed, overwrite, decoder, decoder_threads, distributor,
-            no_progress, json_out):
+            clip_timeout, clip_memory, min_frame_side, no_progress, json_out):
     """Turn raw clips into WebDataset shards: centre frame (jpg), FNAC log-spectrogram (spec.f16), json,
     DALI index, parquet manifest. Resumable: rerun the same command to finish an interrupted run.
     """
@@ -59,5 +71,6 @@ def command(clips, out, csv_path, subset, exclude, test_ids, boxes, val_fraction
                       workers=workers, samples_per_shard=samples_per_shard, keep_audio=keep_audio,
                       frame_size=frame_size, jpeg_quality=jpeg_quality, seed=seed, overwrite=overwrite,
                       decoder=decoder, decoder_threads=decoder_threads, distributor=distributor,
-                      progress=not no_progress, report_json=json_out).checked()
+                      progress=not no_progress, report_json=json_out, clip_timeout_s=clip_timeout,
+                      clip_memory_mb=clip_memory or None, min_frame_side=min_frame_side).checked()
     click.echo(format_report(run_shard(cfg), out))

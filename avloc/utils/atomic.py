@@ -8,6 +8,7 @@ collaborators on a shared server out of checkpoints and results).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -41,10 +42,13 @@ def temp_path_for(path: Path) -> Path:
 def _disk_full_message(path: Path, exc: OSError) -> str:
     try:
         free = shutil.disk_usage(path.parent).free
-        room = f"{free / 2**20:.1f} MiB free"
+        room = f"{free / 2**20:.1f} MiB free" if free >= 2**20 else f"{free / 2**10:.0f} KiB free"
     except OSError:
         room = "free space unknown"
-    return f"cannot write {path}: {exc.strerror or exc} ({room}); the previous file, if any, is unchanged"
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC or "[errno 28]" in why:  # pyarrow words it its own way
+        why = os.strerror(errno.ENOSPC)
+    return f"cannot write {path}: {why} ({room}); the previous file, if any, is unchanged"
 
 
 @contextlib.contextmanager
@@ -68,6 +72,8 @@ def atomic_path(path, *, fsync: bool = False) -> Iterator[Path]:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # first, so that the free space reported is what the disk really has
         raise AvlocError(_disk_full_message(path, exc)) from None
     finally:
         with contextlib.suppress(FileNotFoundError):

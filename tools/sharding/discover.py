@@ -35,6 +35,7 @@ class ClipFile:
     size: int
     canonical_name: bool  # the stem already was <ytid>_<start:06d>
     key_rewritten: bool
+    mtime_ns: int = 0  # 0 when the file could not be stat'ed
 
 
 @dataclasses.dataclass
@@ -68,14 +69,15 @@ def find_clips(root) -> Discovery:
                 continue
             path = Path(dirpath) / name
             try:
-                size = path.stat().st_size
+                st = path.stat()
+                size, mtime_ns = st.st_size, st.st_mtime_ns
             except OSError:
-                size = -1  # a dangling link or a file that vanished: reported when it is read
+                size, mtime_ns = -1, 0  # a dangling link or a file that vanished: reported when it is read
             clip_id, start, canonical = clip_id_for(path.stem)
             key = schema.sample_key(clip_id)
             found.append(ClipFile(path=path.absolute(), rel_path=path.relative_to(root).as_posix(), clip_id=clip_id,
                                   key=key, clip_start=start, size=size, canonical_name=canonical,
-                                  key_rewritten=key != clip_id))
+                                  key_rewritten=key != clip_id, mtime_ns=mtime_ns))
     by_key: dict[str, list] = {}
     for c in found:
         by_key.setdefault(c.key, []).append(c)

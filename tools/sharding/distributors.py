@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import queue as queue_mod
 from typing import Callable, Iterator
 
 from avloc.errors import AvlocError, InputError
@@ -19,123 +18,37 @@ DISTRIBUTORS = ("local", "ray")
 # on_clip(n, failed): n more clips done, ``failed`` of them failed
 ClipCallback = Callable[[int, int], None]
 
-_progress_queue = None
-
-
-def _die_with_parent(parent_pid) -> None:
-    """Linux: get SIGKILL when the parent dies, so a killed run leaves no worker writing shards
-    (and holding the output folder's lock) behind it."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    except Exception:
-        return
-    if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _init_worker(progress_queue, torch_threads: int, parent_pid) -> None:
-    global _progress_queue
-    _die_with_parent(parent_pid)
-    _progress_queue = progress_queue
-    try:
-        import torch
-
-        torch.set_num_threads(torch_threads)
-    except Exception:
-        pass
-
-
-def _report_clip(failed: bool) -> None:
-    if _progress_queue is not None:
-        _progress_queue.put(int(failed))
-
-
-def _pool_job(job):
-    from avloc.tools.sharding.job import run_shard_job
-
-    return run_shard_job(job, on_clip=_report_clip)
-
-
 class LocalDistributor:
-    """Shard jobs over ``workers`` local processes (fork where available, so imports are shared)."""
+    """Shard jobs over ``workers`` supervised local processes (``supervisor``): a clip that hangs,
+    runs away with memory or kills its worker is recorded as failed and the run goes on. Fork
+    where available, so the imported decoder modules are shared."""
 
     name = "local"
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, limits=None):
+        from avloc.tools.sharding.supervisor import WorkerLimits
+
         self.workers = max(1, int(workers))
+        self.limits = limits or WorkerLimits()
 
     def run(self, jobs: list, on_clip: ClipCallback) -> Iterator:
-        if not jobs:
-            return
-        if self.workers == 1 or len(jobs) == 1:
-            yield from self._run_here(jobs, on_clip)
-            return
-        yield from self._run_pool(jobs, on_clip)
-
-    @staticmethod
-    def _run_here(jobs: list, on_clip: ClipCallback) -> Iterator:
-        # in this process; one torch thread: the per-clip spectrogram is tiny and a thread
-        # pool on a busy machine costs more than it saves
-        import torch
-
-        from avloc.tools.sharding.job import run_shard_job
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            for job in jobs:
-                yield run_shard_job(job, on_clip=lambda failed: on_clip(1, int(failed)))
-        finally:
-            torch.set_num_threads(threads)
-
-    def _run_pool(self, jobs: list, on_clip: ClipCallback) -> Iterator:
-        import concurrent.futures as cf
         import multiprocessing as mp
 
         from avloc.tools.sharding.sample_builder import preload
+        from avloc.tools.sharding.supervisor import SupervisedPool
 
+        if not jobs:
+            return
         preload()  # forked workers inherit the imported decoder/image modules instead of importing each
         # a forked child can hang in the shutdown of DALI pipelines it inherited (e.g. from an earlier
         # training run in the same process): start from a clean forkserver once DALI is loaded
         method = "fork" if "fork" in mp.get_all_start_methods() and "nvidia.dali" not in sys.modules else "spawn"
         if method == "spawn" and "forkserver" in mp.get_all_start_methods():
             method = "forkserver"
-        ctx = mp.get_context(method)
-        progress = ctx.Queue()
-        n_procs = min(self.workers, len(jobs))
-        executor = cf.ProcessPoolExecutor(max_workers=n_procs, mp_context=ctx, initializer=_init_worker,
-                                          # a forkserver's children have the forkserver as their parent
-                                          initargs=(progress, 1, os.getpid() if method == "fork" else None))
-        try:
-            pending = {executor.submit(_pool_job, job): job for job in jobs}
-            while pending:
-                done, _ = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                _drain(progress, on_clip)
-                for fut in done:
-                    job = pending.pop(fut)
-                    try:
-                        result = fut.result()
-                    except cf.process.BrokenProcessPool:
-                        raise AvlocError(f"a shard worker process died while writing {job.stem} (out of memory or "
-                                         "killed?); finished shards are kept, rerun the same command to resume") from None
-                    yield result
-            _drain(progress, on_clip)
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _drain(progress, on_clip) -> None:
-    while True:
-        try:
-            failed = progress.get_nowait()
-        except (queue_mod.Empty, OSError, ValueError):
-            return
-        on_clip(1, failed)
+        # a forkserver's children have the forkserver as their parent
+        pool = SupervisedPool(self.workers, self.limits, mp.get_context(method),
+                              os.getpid() if method == "fork" else None)
+        yield from pool.run(jobs, on_clip)
 
 
 class RayDistributor:
@@ -174,9 +87,9 @@ class RayDistributor:
             yield result
 
 
-def make_distributor(name: str, workers: int):
+def make_distributor(name: str, workers: int, limits=None):
     if name == "local":
-        return LocalDistributor(workers)
+        return LocalDistributor(workers, limits)
     if name == "ray":
         return RayDistributor()
     raise InputError(f"unknown distributor {name!r}; choose one of {DISTRIBUTORS}")

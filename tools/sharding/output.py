@@ -2,6 +2,8 @@
 
 A rerun skips shards whose stats file exists with the same job hash and whose files are all
 there; it deletes temporary files and shards that were never marked done, and rebuilds those.
+A done shard one of whose clip files was replaced since (another size or modification time than
+its stats record) is rebuilt too.
 Done shards from different inputs or options are an error unless ``--overwrite``.
 """
 
@@ -97,9 +99,41 @@ def _check_done_shards_belong(out: Path, files: dict, jobs: list) -> None:
             continue
         job = planned.get(stem)
         if job is None or stats.get("job_hash") != job.job_hash:
+            other = _other_decoder(job, stats) if job is not None else None
+            if other is not None:  # e.g. a set begun before the default decoder changed
+                raise InputError(f"{out} holds finished shard {stem} built with --decoder {other}; pass --decoder "
+                                 f"{other} to resume that set, or --overwrite to rebuild it")
             why = "is not part of this run's plan" if job is None else "was built from other clips or options"
             raise InputError(f"{out} holds finished shard {stem} that {why}; rerun with --overwrite to rebuild the "
                              "set, or use another --out")
+
+
+def _other_decoder(job, stats: dict):
+    """The other decoder whose plan gives the done shard's hash, if one does."""
+    import dataclasses
+
+    from avloc.tools.sharding.decode import DECODERS
+    from avloc.tools.sharding.planning import job_hash
+
+    for decoder in DECODERS:
+        if decoder != job.options.decoder:
+            options = dataclasses.replace(job.options, decoder=decoder)
+            if job_hash(job.stem, job.tasks, options) == stats.get("job_hash"):
+                return decoder
+    return None
+
+
+def _sources_changed(job, stats: dict) -> bool:
+    """A clip of a done shard whose file changed since the shard was built (stats without
+    ``sources``, from an older version, cannot tell and count as unchanged)."""
+    sources = stats.get("sources")
+    if not isinstance(sources, dict):
+        return False
+    for task in job.tasks:
+        recorded = sources.get(task.key)
+        if recorded is not None and list(recorded) != [task.file_size, task.mtime_ns]:
+            return True
+    return False
 
 
 def reconcile(out: Path, jobs: list, *, overwrite: bool) -> tuple[list, list]:
@@ -122,7 +156,7 @@ def reconcile(out: Path, jobs: list, *, overwrite: bool) -> tuple[list, list]:
         stats = read_stats(kinds["_stats.json"]) if "_stats.json" in kinds else None
         complete = (stats is not None and all(k in kinds for k in (".tar", ".idx", ".parquet"))
                     and kinds[".tar"].stat().st_size == stats.get("tar_bytes") and _parquet_intact(kinds[".parquet"]))
-        if complete:
+        if complete and not _sources_changed(job, stats):
             done.append(job)
             continue
         for path in kinds.values():  # never marked done (killed mid-shard) or damaged since: rebuild

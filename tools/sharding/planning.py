@@ -2,7 +2,9 @@
 
 The plan depends only on the inputs and the seed, so a rerun plans the same shards; each job
 carries a hash of what decides its bytes (its clips, their files' sizes, the recipe and the
-build options), which marks a finished shard as finished for exactly this plan.
+build options), which marks a finished shard as finished for exactly this plan. The files'
+modification times are not hashed (a touched file keeps its shard's identity) but stored in the
+shard's stats: a done shard with a clip whose size or time changed since is rebuilt (``output``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class ShardJob:
     tasks: list  # ClipTask in write order
     options: BuildOptions
     job_hash: str
+    # key -> (reason, detail) of clips that already failed in a way that must not be retried in
+    # this run (they hung or killed their worker); not part of the hash
+    known_failed: dict = dataclasses.field(default_factory=dict)
 
 
 def plan_shards(tasks: list, *, out: Path, samples_per_shard: int, seed: int, options: BuildOptions) -> list:

@@ -17,6 +17,7 @@ from avloc import schema
 from avloc.errors import AvlocError
 from avloc.tools.sharding import card, manifest
 from avloc.tools.sharding.config import ShardConfig
+from avloc.tools.sharding.decode import remove_orphan_frames
 from avloc.tools.sharding.distributors import make_distributor
 from avloc.tools.sharding.output import (MANIFEST_NAME, MISSING_NAME, SUMMARY_NAME, OutputLock, ensure_writable, read_stats,
                                          reconcile)
@@ -24,6 +25,7 @@ from avloc.tools.sharding.planning import plan_shards
 from avloc.tools.sharding.report import RunTimes, build_report
 from avloc.tools.sharding.sample_builder import BuildOptions
 from avloc.tools.sharding.selection import Selection, select
+from avloc.tools.sharding.supervisor import WorkerLimits
 from avloc.utils.atomic import atomic_write_bytes
 from avloc.utils.progress import Progress, log
 from avloc.utils.system import usable_cores
@@ -35,12 +37,14 @@ def run_shard(cfg: ShardConfig) -> dict:
     out = Path(cfg.out)
     ensure_writable(out)
     workers = cfg.workers or usable_cores()
-    distributor = make_distributor(cfg.distributor, workers)
+    distributor = make_distributor(cfg.distributor, workers, WorkerLimits(cfg.clip_timeout_s, cfg.clip_memory_mb))
+    remove_orphan_frames()  # frame files of ffmpeg processes a killed run left in /dev/shm
     t_start = time.perf_counter()
     with OutputLock(out):
         selection = select(cfg)
+        threads = cfg.decoder_threads or max(1, usable_cores() // workers)  # frame threads only help on idle cores
         options = BuildOptions(frame_size=cfg.frame_size, jpeg_quality=cfg.jpeg_quality, keep_audio=cfg.keep_audio,
-                               decoder=cfg.decoder, decoder_threads=cfg.decoder_threads)
+                               decoder=cfg.decoder, decoder_threads=threads, min_frame_side=cfg.min_frame_side)
         jobs = plan_shards(selection.tasks, out=out, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
                            options=options)
         pending, done = reconcile(out, jobs, overwrite=cfg.overwrite)

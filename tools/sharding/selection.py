@@ -86,7 +86,7 @@ def _task(clip, cfg: ShardConfig, lists: _Lists, class_index: dict) -> ClipTask:
         clip_id=clip.clip_id, key=clip.key, path=str(clip.path), rel_path=clip.rel_path,
         label=entry.label if entry else None, class_index=class_index[entry.label] if entry else -1,
         split=split, clip_start=clip.clip_start, bbox=lists.boxes.get(clip.clip_id), flags=tuple(flags),
-        file_size=clip.size, in_test_ids=clip.clip_id in lists.known_test)
+        file_size=clip.size, in_test_ids=clip.clip_id in lists.known_test, mtime_ns=clip.mtime_ns)
 
 
 def select(cfg: ShardConfig) -> Selection:
