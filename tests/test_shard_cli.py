@@ -276,7 +276,7 @@ def test_full_disk_at_the_manifest_stage_is_one_line(tmp_path, small_disk):
     with open(small_disk / "filler", "wb") as fh:  # leave 8 KiB: the run's small files fit, the manifest not
         fh.write(b"\0" * (free - 8192))
     result = _run(["--clips", str(clips), "--out", str(out), "--no-progress", "--workers", "1"])
-    _assert_one_line_error(result, code=1, text=f"cannot write {out / 'manifest.parquet'}: No space left on device (")
+    _assert_one_line_error(result, code=1, text=f"cannot write {out / schema.MANIFEST_PATH}: No space left on device (")
     assert "KiB free" in result.output
     assert (out / "train-000000.tar").is_file() and not list(out.glob(".*.tmp"))
     (small_disk / "filler").unlink()
