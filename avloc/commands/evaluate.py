@@ -84,8 +84,7 @@ def command(benchmark, data_root, checkpoint, out, upsample, batch_size, workers
     if results.get("schema") == "avloc-evaluate-summary/1":
         from avloc.evaluation.leaderboard_report import format_summary
 
-        click.echo(format_summary(results) + f"
-results in {options.out}")
+        click.echo(format_summary(results) + f"\nresults in {options.out}")
         return
     click.echo(format_counts(results))
     click.echo("")

@@ -224,6 +224,9 @@ def format_leaderboard_table(results: dict) -> str:
         cells = [("" if k not in r or r[k] is None or (isinstance(r[k], float) and math.isnan(r[k])) else
                   (f"{r[k]:.4f}" if k == "mean_ciou" else f"{r[k]:.2f}")) for k in keys]
         lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {r['n']} |")
+    if LEADERBOARD[results["benchmark"]].kind == "extended":
+        lines.append(f"IoU@t, AUC and mean cIoU over the {results['rows'][0]['n_sounding']} sounding items; AP and "
+                     f"max-F1 over all {results['rows'][0]['n']}, non-sounding pairs included")
     pub = results.get("published_fnac")
     if pub:
         lines.append(f"published FNAC {pub['metric']}: {pub['fnac']} (comparable: "

@@ -141,7 +141,11 @@ def row_batches(items: list, batch_size: int, workers: int, partners, removal: b
     from avloc.data.workers import worker_options
 
     return DataLoader(RowDataset(items, partners, removal), batch_size=batch_size, shuffle=False,
-                      collate_fn=lambda samples: samples, **worker_options(workers))
+                      collate_fn=_as_list, **worker_options(workers))
+
+
+def _as_list(samples: list) -> list:
+    return samples
 
 
 # ---------------------------------------------------------------- scoring a run
@@ -234,7 +238,7 @@ def _score_batch(good, items, model, device, upsample, rule, geometry, controls,
         columns.setdefault("sounding", []).extend([sounding] * n_units)
         columns.setdefault("n_sources", []).extend([len(item.sources)] * n_units)
         for key in ("ciou", "confidence", "cap", "pred_area"):
-            _append(columns, key if key != "ciou" else "ciou", real[key])
+            _append(columns, key, real[key])
         columns.setdefault("gt_area", []).extend(gts.reshape(gts.shape[0], -1).mean(1).double().tolist())
         for name, m in bases.items():
             b = score_sources(metrics.upsample_maps(m.expand(n_views, -1, -1), upsample), gts, views,
