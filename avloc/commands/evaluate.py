@@ -39,7 +39,8 @@ from avloc.metrics import UPSAMPLE_MODES
 @click.option("--whole-clip-audio", is_flag=True,
               help="AVSBench: pair every frame with the whole clip's audio instead of a 3 s window around it.")
 @click.option("--annotations", type=click.Path(path_type=Path), default=None,
-              help="VGG-SS: vggss.json path if not in the data root.")
+              help="vggss.json (VGG-SS, vggsound-*, vggss-extended) or music_*.json (music-*) if not in the data "
+                   "root.")
 @click.option("--test-list", type=click.Path(path_type=Path), default=None,
               help="The official id list if not in the data root (vggss_test.csv, flickr_test.csv, ...).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N items found.")
