@@ -14,7 +14,7 @@ from typing import Optional
 
 from avloc.errors import InputError
 from avloc.evaluation.avgn import _Collector, find_meta
-from avloc.evaluation.items import find_frame, list_names
+from avloc.evaluation.items import BenchmarkSet, find_frame, list_names
 from avloc.evaluation.rows import AudioPart, RowItem, SourceGT, read_rows
 
 EXTENDED = {"flickr-extended": ("flickr", "flickr_test_plus_silent.csv"),
@@ -30,7 +30,7 @@ def _base_rows(base_set) -> list:
 
 
 def load_extended(root: Path, benchmark: str, annotations: Optional[Path] = None,
-                  test_list: Optional[Path] = None) -> "BenchmarkSet":
+                  test_list: Optional[Path] = None) -> BenchmarkSet:
     base_name, list_name = EXTENDED[benchmark]
     root = Path(root)
     if base_name == "flickr":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 
 from avloc.tools.synth.audio import sample_sound
 from avloc.tools.synth.jobs import make_ytids, write_file
