@@ -232,3 +232,183 @@ def box_defects(box) -> list:
     if not defects and any(v < 0 or v > 1 for v in vals):
         defects.append("out_of_range")
     return defects
+
+
+# ---------------------------------------------------------------- leaderboard metrics (benchmarks-more)
+#
+# The single- and multi-source leaderboards (VGGSound-Single/Duet, MUSIC-Solo/Duet,
+# VGG-Instruments, SLAVC's extended sets) score with these. A "unit" is what one success
+# counts: an item (single source) or one source of a duet.
+
+THRESHOLD_RULES = ("median", "relmax:F", "fixed:T")
+SUCCESS_COMPARES = (">", ">=")
+TOP_CONFIDENCE_FRACTION = 0.25
+AP_MAX_THRESHOLDS = 200
+F1_THRESHOLD_STEPS = 10
+
+
+def parse_threshold_rule(rule: str) -> tuple:
+    """'median' -> ("median", None); 'relmax:0.1' -> ("relmax", 0.1); 'fixed:0.5' -> ("fixed", 0.5).
+
+    Raises ValueError naming the accepted forms (F and T must lie in [0, 1])."""
+    text = str(rule).strip()
+    if text == "median":
+        return "median", None
+    kind, _, value = text.partition(":")
+    if kind in ("relmax", "fixed") and value:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if 0.0 <= number <= 1.0:
+            return kind, number
+    raise ValueError(f"threshold rule must be median, relmax:F or fixed:T with F, T in [0, 1]; got {rule!r}")
+
+
+def threshold_rule_text(rule: str) -> str:
+    """The rule in words, with its comparison (what results.json records)."""
+    kind, value = parse_threshold_rule(rule)
+    if kind == "median":
+        return "median: min-max map, keep pixels >= the value at index n // 2 of the sorted values"
+    if kind == "relmax":
+        return f"relmax:{value:g}: min-max map, keep pixels > {value:g} x max"
+    return f"fixed:{value:g}: min-max map, keep pixels >= {value:g}"
+
+
+def rule_masks(maps: torch.Tensor, rule: str = "median") -> torch.Tensor:
+    """Min-max normalised maps [N, H, W] (any H, W: a 224 x 448 canvas too) -> boolean masks by ``rule``.
+
+    * ``median``: P = map >= sorted(map)[n // 2] (n = H * W; the VGG-SS rule);
+    * ``relmax:F``: P = map > F * max(map) (DSOL);
+    * ``fixed:T``: P = map >= T.
+    """
+    kind, value = parse_threshold_rule(rule)
+    if kind == "median":
+        return maps >= median_thresholds(maps).view(-1, 1, 1)
+    if kind == "relmax":
+        top = maps.reshape(maps.shape[0], -1).max(dim=1).values.view(-1, 1, 1)
+        return maps > value * top
+    return maps >= value
+
+
+def success_rate(cious, t: float, compare: str = ">") -> float:
+    """"IoU@t" / "CIoU@t" as leaderboards print it: 100 x the share of units whose cIoU exceeds t.
+
+    ``compare`` ">" (AVGN's code) or ">=" (EZ-VSL's AP50); NaN when there is no unit."""
+    if compare not in SUCCESS_COMPARES:
+        raise ValueError(f"compare must be one of {SUCCESS_COMPARES}, got {compare!r}")
+    c = np.asarray(cious, dtype=np.float64)
+    if len(c) == 0:
+        return math.nan
+    hits = c > t if compare == ">" else c >= t
+    return 100.0 * float(hits.sum()) / len(c)
+
+
+def top_confidence(raw_maps, fraction: float = TOP_CONFIDENCE_FRACTION) -> np.ndarray:
+    """Per map: the mean of its top ``fraction`` of raw (not min-max) values (at least one value)."""
+    import torch
+
+    flat = _as_float_tensor(raw_maps).reshape(len(raw_maps), -1).to(torch.float64)
+    k = max(1, int(flat.shape[1] * fraction))
+    return flat.topk(k, dim=1).values.mean(dim=1).cpu().numpy()
+
+
+def _pr_curve(confidence, true_positive, n_positive: int, thresholds) -> tuple:
+    conf = np.asarray(confidence, dtype=np.float64)
+    tp = np.asarray(true_positive, dtype=bool)
+    precision, recall = [], []
+    for thr in thresholds:
+        kept = conf >= thr
+        n_kept = int(kept.sum())
+        hits = int((kept & tp).sum())
+        precision.append(hits / n_kept if n_kept else 1.0)
+        recall.append(hits / n_positive if n_positive else 0.0)
+    return np.asarray(precision), np.asarray(recall)
+
+
+def average_precision(confidence, cious, sounding=None, iou: float = AP_THRESHOLD,
+                      max_thresholds: int = AP_MAX_THRESHOLDS) -> float:
+    """AP of a ranking by confidence (single source; SLAVC's extended sets).
+
+    A unit is a true positive when it is sounding and its cIoU >= ``iou``; a non-sounding unit
+    (``sounding`` False, empty ground truth) is never one, so a confident prediction on it is a
+    false positive. Thresholds: the distinct confidences, descending (evenly sub-sampled by rank
+    to at most ``max_thresholds``). At each: precision = TP / kept, recall = TP / sounding units.
+    Precision is made monotone (max over higher recall); AP = sum over the thresholds of
+    precision x (recall - previous recall), starting from recall 0. NaN when nothing sounds."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    c = np.asarray(cious, dtype=np.float64)
+    sound = np.ones(len(conf), bool) if sounding is None else np.asarray(sounding, dtype=bool)
+    n_pos = int(sound.sum())
+    if len(conf) == 0 or n_pos == 0:
+        return math.nan
+    tp = sound & (np.nan_to_num(c, nan=-1.0) >= iou)
+    thresholds = np.unique(conf)[::-1]
+    if len(thresholds) > max_thresholds:
+        thresholds = thresholds[np.linspace(0, len(thresholds) - 1, max_thresholds).round().astype(int)]
+    precision, recall = _pr_curve(conf, tp, n_pos, thresholds)
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    steps = np.diff(np.concatenate([[0.0], recall]))
+    return float(np.sum(precision * steps))
+
+
+def max_f1(confidence, cious, sounding=None, iou: float = AP_THRESHOLD, steps: int = F1_THRESHOLD_STEPS) -> float:
+    """The best F1 over the confidence thresholds at every tenth of the sorted confidences.
+
+    Thresholds: sorted ascending confidences at positions floor(k * n / ``steps``), k = 0..steps-1.
+    At each: kept = confidence >= threshold; TP = kept, sounding and cIoU >= ``iou``;
+    precision = TP / kept; recall = TP / sounding units (an unconfident sounding unit is a false
+    negative, a confident non-sounding one a false positive); F1 = 2PR / (P + R), 0 when P + R = 0."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    c = np.asarray(cious, dtype=np.float64)
+    sound = np.ones(len(conf), bool) if sounding is None else np.asarray(sounding, dtype=bool)
+    n_pos = int(sound.sum())
+    if len(conf) == 0 or n_pos == 0:
+        return math.nan
+    tp = sound & (np.nan_to_num(c, nan=-1.0) >= iou)
+    ordered = np.sort(conf)
+    thresholds = ordered[[(k * len(ordered)) // steps for k in range(steps)]]
+    precision, recall = _pr_curve(conf, tp, n_pos, thresholds)
+    denom = precision + recall
+    f1 = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1.0), 0.0)
+    return float(f1.max())
+
+
+CAP_DEFINITION = ("CAP = mean over units (sources) of the pixel average precision of the continuous min-max map "
+                  "against the source's ground-truth pixels (G > 0): pixels ranked by map value, AP = sum over "
+                  "distinct values of precision x recall step (ties scored together); units with empty GT excluded")
+
+
+def pixel_average_precision(score_map, gt_map) -> float:
+    """Average precision of one continuous map's pixels against a binary ground truth (see CAP_DEFINITION);
+    NaN when the ground truth is empty."""
+    s = np.asarray(score_map, dtype=np.float64).ravel()
+    g = np.asarray(gt_map).ravel() > 0
+    n_pos = int(g.sum())
+    if n_pos == 0:
+        return math.nan
+    order = np.argsort(-s, kind="stable")
+    s, g = s[order], g[order]
+    tp = np.cumsum(g)
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # end of each group of equal scores
+    precision = tp[last] / (last + 1.0)
+    recall = tp[last] / n_pos
+    return float(np.sum(precision * np.diff(np.r_[0.0, recall])))
+
+
+def xywh_to_corners(box) -> list:
+    """Normalised [x, y, w, h] (MUSIC boxes) -> [x1, y1, x2, y2] = [x, y, x + w, y + h].
+
+    Raises ValueError when a value is not finite or the box is empty after conversion
+    (x2 <= x1 or y2 <= y1 once clipped to [0, 1])."""
+    vals = [float(v) for v in box]
+    if len(vals) != 4:
+        raise ValueError(f"expected 4 values [x, y, w, h], got {len(vals)}")
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError("non-finite value")
+    x, y, w, h = vals
+    x1, y1, x2, y2 = x, y, x + w, y + h
+    c = [min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2)]
+    if not (c[2] > c[0] and c[3] > c[1]):
+        raise ValueError(f"empty box after conversion: [{x1:g}, {y1:g}, {x2:g}, {y2:g}]")
+    return [x1, y1, x2, y2]

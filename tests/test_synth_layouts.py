@@ -193,7 +193,9 @@ def test_benchmark_names_and_the_evaluate_hint(tmp_path):
     """synth writes each copy under the name avloc evaluate knows it by, and says how to score it."""
     from avloc.tools.synth import BENCHMARKS, SynthBenchmarkCopy
 
-    assert BENCHMARKS == ("vggss", "flickr", "avsbench-s4", "avsbench-ms3")
+    assert BENCHMARKS[:4] == ("vggss", "flickr", "avsbench-s4", "avsbench-ms3")
+    assert set(BENCHMARKS[4:]) == {"vggsound-single", "vggsound-duet", "music-solo", "music-duet", "vgginstruments",
+                                   "vgginstruments-multi", "flickr-extended", "vggss-extended"}
     res = CliRunner().invoke(avloc_cli, ["synth", "--out", str(tmp_path), "--benchmark", "avsbench-s4", "--items", "1",
                                          "--no-progress"])
     assert res.exit_code == 0, res.output

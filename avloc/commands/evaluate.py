@@ -17,7 +17,8 @@ from avloc.metrics import UPSAMPLE_MODES
                epilog=example_epilog("avloc evaluate --benchmark vggss --data-root data/vggss --checkpoint run/checkpoints/best.pt --out eval-vggss"))
 @click.option("--benchmark", type=click.Choice(BENCHMARK_CHOICES), required=True,
               help="avsbench-s4 = AVSBench S4 test (avsbench is the same); avsbench-ms3 = MS3 test; the names "
-                   "`avloc synth --benchmark` writes.")
+                   "`avloc synth --benchmark` writes; all-available = every set found under --data-root, one "
+                   "summary.")
 @click.option("--data-root", type=click.Path(path_type=Path), required=True,
               help="The benchmark's folder in its released layout.")
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True,
@@ -38,7 +39,8 @@ from avloc.metrics import UPSAMPLE_MODES
 @click.option("--whole-clip-audio", is_flag=True,
               help="AVSBench: pair every frame with the whole clip's audio instead of a 3 s window around it.")
 @click.option("--annotations", type=click.Path(path_type=Path), default=None,
-              help="VGG-SS: vggss.json path if not in the data root.")
+              help="vggss.json (VGG-SS, vggsound-*, vggss-extended) or music_*.json (music-*) if not in the data "
+                   "root.")
 @click.option("--test-list", type=click.Path(path_type=Path), default=None,
               help="The official id list if not in the data root (vggss_test.csv, flickr_test.csv, ...).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N items found.")
@@ -48,10 +50,23 @@ from avloc.metrics import UPSAMPLE_MODES
 @click.option("--audio-control", "audio_controls", default="silence,shuffled", show_default=True,
               help="Rows scored again with the audio replaced: silence, shuffled (another class's audio), "
                    "comma-separated, or none.")
+@click.option("--threshold", "threshold_rule", default=None, metavar="median|relmax:F|fixed:T",
+              help="Leaderboard sets: how a map is binarised [default: median].")
+@click.option("--success-compare", default=None, metavar="'>'|'>='",
+              help="Leaderboard sets: IoU@t / CIoU@t counts cIoU > t or >= t [default: > (AVGN), >= for the "
+                   "extended sets].")
+@click.option("--duet-geometry", default=None, metavar="source|canvas",
+              help="vggsound-duet, vgginstruments-multi: score each source on its own frame, or on the two frames "
+                   "side by side [default: source].")
+@click.option("--music-window", default=None, metavar="video-centre|frame-second",
+              help="music-*: the video's central 3 s, or the frame's own second tiled to 3 s [default: video-centre].")
+@click.option("--duet-average", default=None, metavar="source|frame",
+              help="Duets: CIoU@t over sources, or over frames of the per-frame mean [default: source].")
 @click.option("--no-progress", is_flag=True,
               help="No progress bar (and no progress lines when stderr is not a terminal).")
 def command(benchmark, data_root, checkpoint, out, upsample, batch_size, workers, ogl, ogl_weights, overlays,
-            whole_clip_audio, annotations, test_list, limit, device, compute_chunk, audio_controls, no_progress):
+            whole_clip_audio, annotations, test_list, limit, device, compute_chunk, audio_controls, threshold_rule,
+            success_compare, duet_geometry, music_window, duet_average, no_progress):
     """Score a checkpoint with the exact published protocol, beside trivial baselines on the same items.
     """
     from avloc.evaluation.options import EvaluateOptions
@@ -63,8 +78,15 @@ def command(benchmark, data_root, checkpoint, out, upsample, batch_size, workers
                               workers=workers, device=device, ogl=ogl, ogl_weights=ogl_weights, overlays=overlays,
                               whole_clip_audio=whole_clip_audio, annotations=annotations, test_list=test_list,
                               limit=limit, compute_chunk=compute_chunk, audio_controls=audio_controls,
+                              threshold_rule=threshold_rule, success_compare=success_compare,
+                              duet_geometry=duet_geometry, music_window=music_window, duet_average=duet_average,
                               progress=not no_progress).checked()
     results = evaluate(options)
+    if results.get("schema") == "avloc-evaluate-summary/1":
+        from avloc.evaluation.leaderboard_report import format_summary
+
+        click.echo(format_summary(results) + f"\nresults in {options.out}")
+        return
     click.echo(format_counts(results))
     click.echo("")
     click.echo(format_table(results))

@@ -45,7 +45,7 @@ def _choices(values) -> str:
               help="Per-frame sensor noise (std, 8-bit levels, 0-32): every frame differs, as in real footage.")
 @click.option("--benchmark", default=None, metavar=_choices(BENCHMARK_CHOICES),
               help="Also (or only) write synthetic benchmark copies in the real layouts, under "
-                   "OUT/<vggss|flickr|avsbench>; the names are those of avloc evaluate --benchmark.")
+                   "OUT/<vggss|flickr|avsbench|NAME of a leaderboard set>; the names are those of avloc evaluate --benchmark.")
 @click.option("--items", "n_items", type=int, default=16, show_default=True, help="Test items per benchmark.")
 @click.option("--flickr-layout", default="flat", show_default=True, metavar=_choices(FLICKR_LAYOUTS),
               help="Flickr: all files in one folder, or frames/ audio/ Annotations/.")

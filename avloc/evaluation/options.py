@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from avloc.audio_controls import parse_controls
-from avloc.evaluation.benchmarks import BENCHMARK_CHOICES
+from avloc.evaluation.benchmarks import ALL_AVAILABLE, BENCHMARK_ALIASES, BENCHMARK_CHOICES, LEADERBOARD
 from avloc.metrics import UPSAMPLE_MODES
 from avloc.utils.options import CommandOptions, choice_problem, range_problem, writable_folder_problems
 from avloc.utils.system import DEVICE_CHOICES
@@ -45,6 +45,12 @@ class EvaluateOptions(CommandOptions):
     progress: bool = True
     write_reports: bool = True
     audio_controls: str = "silence,shuffled"  # rows with the audio replaced (avloc.audio_controls); "none"
+    # leaderboard sets only (benchmarks.LEADERBOARD); None = the set's default
+    threshold_rule: Optional[str] = None  # median | relmax:F | fixed:T (default median)
+    success_compare: Optional[str] = None  # ">" | ">=" for IoU@t / CIoU@t (default per set)
+    duet_geometry: Optional[str] = None  # source | canvas (synthetic duets; default source)
+    music_window: Optional[str] = None  # video-centre | frame-second (MUSIC; default video-centre)
+    duet_average: Optional[str] = None  # source | frame (duets; default source)
 
     def __post_init__(self):
         for name in _PATH_FIELDS:  # accept str paths from notebooks
@@ -68,6 +74,7 @@ class EvaluateOptions(CommandOptions):
             parse_controls(self.audio_controls)
         except ValueError as exc:
             found.append(f"--audio-control: {exc}")
+        found += leaderboard_option_problems(self)
         if not self.data_root.is_dir():
             found.append(f"--data-root {self.data_root} is not a directory")
         if not self.checkpoint.is_file():
@@ -81,3 +88,49 @@ def device_problems(device: str) -> List[str]:
     if device in DEVICE_CHOICES or re.fullmatch(r"cuda:\d+", str(device)):
         return []
     return [f"--device must be one of {', '.join(DEVICE_CHOICES)} or cuda:N; got {device!r}"]
+
+
+LEADERBOARD_CHOICES = {"threshold_rule": None, "success_compare": (">", ">="), "duet_geometry": ("source", "canvas"),
+                       "music_window": ("video-centre", "frame-second"), "duet_average": ("source", "frame")}
+LEADERBOARD_FLAGS = {"threshold_rule": "--threshold", "success_compare": "--success-compare",
+                     "duet_geometry": "--duet-geometry", "music_window": "--music-window",
+                     "duet_average": "--duet-average"}
+
+
+def _applies(field: str, benchmark: str) -> bool:
+    info = LEADERBOARD.get(benchmark)
+    if benchmark == ALL_AVAILABLE:
+        return True
+    if info is None:
+        return False
+    if field == "duet_geometry":
+        return info.two_frames
+    if field == "music_window":
+        return info.music
+    if field == "duet_average":
+        return info.kind == "duet"
+    return True
+
+
+def leaderboard_option_problems(options) -> List[str]:
+    """Bad values of the leaderboard options, and options given for a benchmark they do not apply to."""
+    from avloc.metrics import parse_threshold_rule
+
+    found = []
+    benchmark = BENCHMARK_ALIASES.get(options.benchmark, options.benchmark)
+    for field, choices in LEADERBOARD_CHOICES.items():
+        value, flag = getattr(options, field), LEADERBOARD_FLAGS[field]
+        if value is None:
+            continue
+        if field == "threshold_rule":
+            try:
+                parse_threshold_rule(value)
+            except ValueError as exc:
+                found.append(f"{flag}: {exc}")
+                continue
+        elif value not in choices:
+            found += choice_problem(flag, value, choices)
+            continue
+        if benchmark in BENCHMARK_CHOICES and not _applies(field, benchmark):
+            found.append(f"{flag} does not apply to --benchmark {options.benchmark}")
+    return found

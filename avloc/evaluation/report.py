@@ -44,6 +44,10 @@ def format_counts(results: dict) -> str:
 
 
 def format_table(results: dict) -> str:
+    if "options" in results:  # a leaderboard set: its own columns and options
+        from avloc.evaluation.leaderboard import format_leaderboard_table
+
+        return format_leaderboard_table(results)
     lines = [f"upsample: {results['protocol']['upsample']}; threshold: median; cIoU = AP50 of per-sample cIoU",
              "| method | cIoU (AP50) x100 | AUC x100 | mean cIoU | n |", "|---|---|---|---|---|"]
     for r in results["rows"]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from avloc.audio_controls import parse_controls
 from avloc.errors import InputError
+from avloc.evaluation.benchmarks import ALL_AVAILABLE, LEADERBOARD
 from avloc.evaluation.options import EvaluateOptions
 from avloc.utils.system import first_line, resolve_device
 
@@ -38,6 +39,10 @@ def evaluate(options: EvaluateOptions) -> dict:
     from avloc.evaluation.scoring import score_items
 
     options = options.checked()
+    if options.benchmark in LEADERBOARD or options.benchmark == ALL_AVAILABLE:
+        from avloc.evaluation.leaderboard_runner import evaluate_all_available, evaluate_leaderboard
+
+        return (evaluate_leaderboard if options.benchmark in LEADERBOARD else evaluate_all_available)(options)
     device = resolve_device(options.device)
     bench, items = load_items(options.benchmark, options.data_root, annotations=options.annotations,
                               test_list=options.test_list, whole_clip_audio=options.whole_clip_audio,

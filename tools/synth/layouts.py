@@ -40,11 +40,17 @@ from avloc.tools.synth.render import SceneRenderer, mask_box
 from avloc.tools.synth.scene import (DEFAULT_DISTRACTOR_LOOKS, MAX_CLASSES, Scene, class_names, distractor_problems,
                                      sample_scene)
 
-# The names ``avloc evaluate --benchmark`` knows these layouts by.
-BENCHMARKS = ("vggss", "flickr", "avsbench-s4", "avsbench-ms3")
+# The names ``avloc evaluate --benchmark`` knows these layouts by (the leaderboard sets are
+# planned in ``leaderboard_layouts``).
+LEADERBOARD_LAYOUTS = ("vggsound-single", "vggsound-duet", "music-solo", "music-duet", "vgginstruments",
+                       "vgginstruments-multi", "flickr-extended", "vggss-extended")
+BENCHMARKS = ("vggss", "flickr", "avsbench-s4", "avsbench-ms3") + LEADERBOARD_LAYOUTS
 # Sub-folder of ``avloc synth --out`` each benchmark goes to (AVSBench's two roots share one
 # folder, as in the real download); ``avloc evaluate --data-root`` takes that folder.
-BENCHMARK_FOLDERS = {"vggss": "vggss", "flickr": "flickr", "avsbench-s4": "avsbench", "avsbench-ms3": "avsbench"}
+BENCHMARK_FOLDERS = {"vggss": "vggss", "flickr": "flickr", "avsbench-s4": "avsbench", "avsbench-ms3": "avsbench",
+                     **{name: name for name in LEADERBOARD_LAYOUTS}}
+TWO_CLASS_LAYOUTS = ("avsbench-ms3", "vggsound-duet", "music-duet", "vgginstruments-multi", "flickr-extended",
+                     "vggss-extended")
 FLICKR_LAYOUTS = ("flat", "split")
 IMAGE_FORMATS = ("jpg", "png")
 MANIFEST_NAME = "synth_benchmark.json"
@@ -138,6 +144,7 @@ class ItemJob:
     audio_path: str
     extra_files: dict  # path -> bytes known in advance (xml)
     image_format: str
+    mask_format: str = "png"  # png (1-bit; palette for MS3), pkl (pickled uint8 array) or npy
 
 
 def run_item_job(job: ItemJob) -> dict:
@@ -152,21 +159,33 @@ def write_item(job: ItemJob) -> dict:
     """Render frames, masks and audio of one item; returns the per-frame boxes and mask areas."""
     renderer = SceneRenderer(job.scene, job.width, job.height)
     sounding = [i for i, o in enumerate(job.scene.objects) if o.sounding]
-    boxes, areas = [], []
+    boxes, areas, source_boxes = [], [], []
     for t, fpath, mpath in zip(job.frame_times, job.frame_paths, job.mask_paths):
         frame, labels = renderer.render(t, with_labels=True)
         mask = np.isin(labels, sounding)
         boxes.append(mask_box(mask))
+        source_boxes.append([mask_box(labels == i) for i in sounding])
         areas.append(float(mask.mean()))
         write_file(Path(fpath), _image_bytes(frame, job.image_format))
         if mpath:
-            data = _mask_palette(mask) if job.benchmark == "avsbench-ms3" else _mask_1bit(mask)
-            write_file(Path(mpath), data)
+            write_file(Path(mpath), _mask_bytes(mask, job))
     audio = render_mix(job.sounds, job.duration, job.sample_rate, job.noise_seed, channels=job.channels)
     write_file(Path(job.audio_path), wav_bytes(audio, job.sample_rate))
     for path, data in job.extra_files.items():
         write_file(Path(path), data)
-    return {"boxes": boxes, "mask_areas": areas}
+    return {"boxes": boxes, "mask_areas": areas, "source_boxes": source_boxes}
+
+
+def _mask_bytes(mask: np.ndarray, job: ItemJob) -> bytes:
+    if job.mask_format == "pkl":
+        import pickle
+
+        return pickle.dumps(mask.astype(np.uint8), protocol=2)  # how the VGG-Instruments masks ship
+    if job.mask_format == "npy":
+        buf = io.BytesIO()
+        np.save(buf, mask.astype(np.uint8), allow_pickle=False)
+        return buf.getvalue()
+    return _mask_palette(mask) if job.benchmark == "avsbench-ms3" else _mask_1bit(mask)
 
 
 # ---------------------------------------------------------------- planning per benchmark
@@ -179,6 +198,7 @@ class SynthBenchmarkCopy:
     benchmark: str
     items: list
     files: dict  # role -> path of the set-level files (json, csv, meta)
+    rows: list = dataclasses.field(default_factory=list)  # leaderboard sets: the rows of their lists
 
 
 def benchmark_problems(benchmark: str, n_items: int, *, n_classes: int = 4, layout: str = "flat",
@@ -190,7 +210,7 @@ def benchmark_problems(benchmark: str, n_items: int, *, n_classes: int = 4, layo
     found = []
     if n_items < 1:
         found.append(f"n_items must be at least 1, got {n_items}")
-    min_classes = 2 if benchmark == "avsbench-ms3" else 1
+    min_classes = 2 if benchmark in TWO_CLASS_LAYOUTS else 1
     if not min_classes <= n_classes <= MAX_CLASSES:
         found.append(f"{benchmark} needs between {min_classes} and {MAX_CLASSES} classes, got {n_classes}")
     found += distractor_problems(n_classes, distractor_looks)
@@ -241,7 +261,10 @@ def write_benchmark(
     out = Path(out_dir)
     ensure_output_dir(out)
 
-    planner = {"vggss": _plan_vggss, "flickr": _plan_flickr, "avsbench-s4": _plan_s4, "avsbench-ms3": _plan_ms3}[benchmark]
+    from avloc.tools.synth import leaderboard_layouts
+
+    planner = {"vggss": _plan_vggss, "flickr": _plan_flickr, "avsbench-s4": _plan_s4, "avsbench-ms3": _plan_ms3,
+               **leaderboard_layouts.PLANNERS}[benchmark]
     rng = np.random.default_rng([seed, 7031, BENCHMARKS.index(benchmark)])
     bset, jobs = planner(out, rng, n_items, names, width=width, height=height, image_format=image_format,
                          layout=layout, train_items=train_items, val_items=val_items, seed=seed,
@@ -254,6 +277,9 @@ def write_benchmark(
     for item, res in zip(bset.items, results):
         item["frame_boxes"] = res["boxes"]
         item["mask_areas"] = res["mask_areas"]
+        item["source_boxes"] = res["source_boxes"]
+    if benchmark in LEADERBOARD_LAYOUTS:
+        leaderboard_layouts.finish(bset)
     _finish(bset, names)
     return bset
 
@@ -261,14 +287,18 @@ def write_benchmark(
 def _finish(bset: SynthBenchmarkCopy, names: list) -> None:
     """Set-level files, written after every item is on disk."""
     items = bset.items
-    if bset.benchmark == "vggss":
+    if bset.benchmark in ("vggss", "vggsound-single", "vggsound-duet", "vggss-extended"):
+        items = [it for it in items if it.get("role", "test") == "test"]
         records = [{"file": it["id"], "class": it["label"], "bbox": [it["frame_boxes"][0]]} for it in items]
         for it, rec in zip(items, records):
             it["bbox"] = rec["bbox"]
         write_file(bset.files["json"], (json.dumps(records) + "\n").encode())
         write_file(bset.files["csv"], _csv_bytes([[it["id"]] for it in items]))
-    elif bset.benchmark == "flickr":
+    elif bset.benchmark in ("flickr", "flickr-extended"):
+        items = [it for it in items if it.get("role", "test") == "test"]
         write_file(bset.files["csv"], _csv_bytes([[it["id"], it["unused"]] for it in items]))
+    elif bset.benchmark in LEADERBOARD_LAYOUTS:
+        pass  # written by leaderboard_layouts.finish
     elif bset.benchmark == "avsbench-s4":
         rows = [[it["name"], it["start_time"], it["category"], it["split"]] for it in items]
         write_file(bset.files["meta"], _csv_bytes(rows, header=["name", "start_time", "category", "split"], terminator="\n"))
@@ -276,7 +306,7 @@ def _finish(bset: SynthBenchmarkCopy, names: list) -> None:
         rows = [[it["name"], ";".join(it["labels"]), it["split"]] for it in items]
         write_file(bset.files["meta"], _csv_bytes(rows, header=["video_id", "labels", "split"], terminator="\n"))
     manifest = {"benchmark": bset.benchmark, "root": str(bset.root), "classes": names,
-                "files": {k: str(v) for k, v in bset.files.items()}, "items": items}
+                "files": {k: str(v) for k, v in bset.files.items()}, "items": bset.items, "rows": bset.rows}
     write_file(bset.root / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
 
 

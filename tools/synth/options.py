@@ -8,7 +8,7 @@ from typing import List, Optional
 
 from avloc.tools.synth.clips import SynthSet, generate_clips, tone_problems
 from avloc.tools.synth.encode import codec_problems
-from avloc.tools.synth.layouts import BENCHMARK_FOLDERS, BENCHMARKS, FLICKR_LAYOUTS, write_benchmark
+from avloc.tools.synth.layouts import BENCHMARK_FOLDERS, BENCHMARKS, FLICKR_LAYOUTS, TWO_CLASS_LAYOUTS, write_benchmark
 from avloc.tools.synth.scene import DEFAULT_DISTRACTOR_LOOKS, DISTRACTOR_LOOKS, MAX_CLASSES, distractor_problems
 from avloc.utils.options import CommandOptions, choice_problem, range_problem
 
@@ -88,8 +88,10 @@ class SynthOptions(CommandOptions):
             found += choice_problem("--distractors", self.distractor_looks, DISTRACTOR_LOOKS)
         elif 1 <= self.n_classes <= MAX_CLASSES:
             found += distractor_problems(self.n_classes, self.distractor_looks)
-        if "avsbench-ms3" in self.benchmarks and self.n_classes < 2:
-            found.append(f"--benchmark avsbench-ms3 needs --classes 2 or more, got {self.n_classes}")
+        for name in self.benchmarks:
+            if name in TWO_CLASS_LAYOUTS and self.n_classes < 2:
+                found.append(f"--benchmark {name} needs between 2 and {MAX_CLASSES} classes (--classes), "
+                             f"got {self.n_classes}")
         if self.writes_clips:
             found += self._clip_problems()
         return found
