@@ -165,7 +165,7 @@ def test_bad_input_is_counted_with_reasons(tmp_path):
     bench = load_benchmark("vggsound-duet", root)
     assert [it.id for it in bench.items] == [f"{clip_a}+{clip_b}"]
     assert bench.expected == 4 and bench.defective["malformed_row"] == 1
-    assert bench.defective["placeholder"] == 1 and bench.defective["no_usable_box"] == 1
+    assert bench.defective["nan"] == 1 and bench.defective["no_usable_box"] == 1
     # both rows lack something on one side only: the NaN box's row and the missing audio's row
     assert bench.defective["partner_missing"] == 2 and f"{row3[0]}+{row3[2]}" in bench.missing["audio"]
     assert f"{row2[0]}+{row2[2]}" in bench.missing["annotation"]
