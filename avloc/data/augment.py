@@ -108,6 +108,15 @@ def train_image(img: Image.Image, aug: SampleAugment, image_size: int = IMAGE_SI
     return _to_normalised_tensor(img)
 
 
+def train_crop_tensor(chw: torch.Tensor, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> torch.Tensor:
+    """train_image for a decoded uint8 [3, H, W] frame already at the training scale: crop, flip, normalise."""
+    left, top = train_crop_offset(chw.shape[2], chw.shape[1], aug, image_size)
+    crop = chw[:, top:top + image_size, left:left + image_size]
+    if aug.flip:
+        crop = crop.flip(2)
+    return torch.addcmul(_OFFSET, crop.float(), _SCALE)
+
+
 def eval_image(img: Image.Image, image_size: int = IMAGE_SIZE) -> torch.Tensor:
     """Resize to exactly size x size (bicubic, aspect not kept), normalise -> [3,S,S]."""
     return _to_normalised_tensor(img.convert("RGB").resize((image_size, image_size), Image.BICUBIC))
