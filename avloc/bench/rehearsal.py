@@ -159,8 +159,12 @@ def big_shard_set(ctx: BenchContext, scale: Scale, base_shards: Optional[Path] =
     from avloc.bench.replicate import link_shards, replicate_shards
 
     root = ctx.workdir / "rehearsal-shards"
-    if base_shards is None:
-        base_shards = ctx.synthetic_shards(16, duration=4.0, width=480, height=360, samples_per_shard=16)
+    if base_shards is None:  # the loaders scenario's sharded clips when it ran, else synthesise some
+        from avloc import schema
+
+        loaders_unique = ctx.workdir / "loaders-data" / f"unique-{schema.FRAME_SHORT_SIDE}"
+        base_shards = (loaders_unique if (loaders_unique / "dataset.json").is_file() else
+                       ctx.synthetic_shards(16, duration=4.0, width=480, height=360, samples_per_shard=16))
     one = replicate_shards(base_shards, root / "one", scale.samples_per_shard,
                            samples_per_shard=scale.samples_per_shard)
     return link_shards(one, root / "set", scale.shards)
