@@ -94,7 +94,37 @@ def plot_kernels(records: list, path) -> None:
     plt.close(fig)
 
 
+def plot_rehearsal(records: list, path) -> None:
+    """Resident memory over the sustained read, and the read rate per 10 s window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    memory = next((r for r in records if r.variant.startswith("resident memory") and r.value is not None), None)
+    rate = next((r for r in records if r.variant.startswith("dali-cpu sustained") and r.value is not None), None)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if memory is not None:
+        series = memory.extra.get("series") or []
+        axes[0].plot([t for t, _ in series], [m for _, m in series], marker=".")
+        axes[0].set_ylim(0, max(m for _, m in series) * 1.2 if series else 1)
+        axes[0].set_title(f"resident memory while reading ({memory.extra.get('growth_mib_per_min_second_half')} "
+                          "MiB/min, 2nd half)", fontsize=9)
+    axes[0].set_xlabel("seconds")
+    axes[0].set_ylabel("MiB")
+    if rate is not None:
+        windows = rate.extra.get("raw") or [rate.extra.get("rate_over_stretch") or rate.value]
+        axes[1].bar(range(len(windows)), windows)
+        axes[1].set_title(f"{rate.variant}: {rate.size}", fontsize=9)
+    axes[1].set_xlabel("10 s window")
+    axes[1].set_ylabel("samples/s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
 NOTES = {"loaders": loaders_goal, "kernels": kernels_cpu_time}
+PLOTS = {"kernels": plot_kernels, "rehearsal": plot_rehearsal}
 
 
 def measure(scenario: str, ctx, *, items=None, batches=None, hws=None) -> list:
@@ -131,7 +161,7 @@ def record(args) -> dict:
     paths = write_results(records, machine=machine, jsonl_path=out / f"{stem}.jsonl", md_path=out / f"{stem}.md",
                           png_path=out / f"{stem}.png", title=TITLES[args.scenario], intro=intro,
                           notes_for=NOTES.get(args.scenario),
-                          plot=plot_kernels if args.scenario == "kernels" else plot_ratios)
+                          plot=PLOTS.get(args.scenario, plot_ratios))
     print(table(records))
     return paths
 

@@ -61,7 +61,7 @@ def test_reading_a_replicated_set_and_the_projection(tmp_path):
     assert by_variant(records, "epoch plan, 1 rank").extra["samples_rank0"] == 1200
     assert by_variant(records, "epoch plan, 8 ranks").extra["samples_rank0"] == 150
     rate = by_variant(records, "dali-cpu sustained")
-    assert rate.value > 0 and rate.extra["samples"] > 0 and per_core == pytest.approx(rate.extra["rate_over_stretch"], rel=0.01)
+    assert rate.value > 0 and rate.extra["samples"] > 0 and per_core == pytest.approx(rate.extra["samples_per_cpu_second"], rel=0.01)
     memory = by_variant(records, "resident memory")
     assert memory.extra["n_samples"] >= 2 and memory.value > 100
     projection = rehearsal.projection_records(per_core)

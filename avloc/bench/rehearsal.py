@@ -94,7 +94,10 @@ def placeholder_clips(root: Path, ids: list, total: int) -> Path:
 
 
 _SELECT_CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 def status(field):
     for line in open("/proc/self/status"):
         if line.startswith(field):
@@ -103,11 +106,11 @@ from avloc.tools.sharding.config import ShardConfig
 from avloc.tools.sharding.selection import select
 clips, subset, test_ids, out = sys.argv[1:5]
 base = status("VmRSS:")
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), cpu()
 sel = select(ShardConfig(clips=clips, out=out, subset=subset, test_ids=[test_ids], progress=False))
-seconds = time.perf_counter() - t0
+seconds, cpu_seconds = time.perf_counter() - t0, cpu() - c0
 overlap = sum(1 for t in sel.tasks if t.in_test_ids and t.split in ("train", "val"))
-print(json.dumps({"seconds": seconds, "rss_before_mib": base, "peak_rss_mib": status("VmHWM:"),
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "rss_before_mib": base, "peak_rss_mib": status("VmHWM:"),
                   "counts": sel.counts, "selected_test_overlap": overlap, "tasks": len(sel.tasks)}))
 """
 
@@ -138,7 +141,7 @@ def selection_records(ctx: BenchContext, scale: Scale) -> list:
     log(f"bench: rehearsal: {scale.placeholder_files:,} placeholder clip files in {made_s:.1f} s; timing selection")
     got = time_selection(clips, lists, ctx.workdir / "rehearsal-out")
     counts = got["counts"]
-    common = dict(files_found=counts["files_found"], selected=counts["selected"], listed=counts["listed"],
+    common = dict(cpu_seconds=round(got["cpu_seconds"], 2), files_found=counts["files_found"], selected=counts["selected"], listed=counts["listed"],
                   listed_missing=counts["listed_missing"], rss_before_mib=round(got["rss_before_mib"], 1),
                   placeholder_creation_s=round(made_s, 2))
     return [
@@ -227,8 +230,17 @@ def plan_times(loader, ranks: tuple) -> dict:
     return out
 
 
+def process_cpu_seconds() -> float:
+    """User + system CPU time of this process, all its threads (DALI's included)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def sustained(loader, seconds: float) -> dict:
-    """Iterate (epoch after epoch) for ``seconds`` after the first batch: samples/s, rates per window, memory."""
+    """Iterate (epoch after epoch) for ``seconds`` after the first batch: samples/s, rates per window,
+    samples per CPU-second of this process (what a core gives when it is not shared), memory."""
     samples, windows, epoch = 0, [], 0
     with MemorySampler() as memory:
         t_start = time.perf_counter()
@@ -246,7 +258,7 @@ def sustained(loader, seconds: float) -> dict:
                 continue
             now = time.perf_counter()
             if first_batch_s is None:
-                first_batch_s, t0, window_t = now - t_start, now, now
+                first_batch_s, t0, window_t, cpu0 = now - t_start, now, now, process_cpu_seconds()
                 continue
             n = len(batch["key"])
             samples += n
@@ -256,11 +268,12 @@ def sustained(loader, seconds: float) -> dict:
                 window_t, window_n = now, 0
             if now - t0 >= seconds:
                 break
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu_used = time.perf_counter() - t0, process_cpu_seconds() - cpu0
         close = getattr(it, "close", None)
         if close:
             close()
     return {"rate": samples / elapsed, "seconds": elapsed, "samples": samples, "first_batch_s": first_batch_s,
+            "per_cpu_second": samples / cpu_used if cpu_used > 0 else None, "cpu_seconds": cpu_used,
             "window_rates": [round(w, 1) for w in windows], "memory": memory.samples, "epochs_started": epoch + 1}
 
 
@@ -297,14 +310,19 @@ def reading_records(ctx: BenchContext, scale: Scale, base_shards: Optional[Path]
     records += [
         record(SCENARIO, f"dali-cpu sustained ({run['seconds']:.0f} s)", size, run["window_rates"] or [run["rate"]],
                   unit="samples/s", higher_is_better=True, rate_over_stretch=round(run["rate"], 1),
+                  raw=run["window_rates"],
                   samples=run["samples"], epochs_started=run["epochs_started"], per_core=round(run["rate"] / cores, 1),
+                  samples_per_cpu_second=round(run["per_cpu_second"], 1) if run["per_cpu_second"] else None,
+                  cpu_seconds=round(run["cpu_seconds"], 2),
                   **common),
         record(SCENARIO, "resident memory while reading", size, rss or [0.0], unit="MiB", higher_is_better=False,
                   first_mib=round(rss[0], 1) if rss else None, last_mib=round(rss[-1], 1) if rss else None,
                   growth_mib_per_min_second_half=round(growth, 2), n_samples=len(rss),
                   series=[[round(t, 1), round(m, 1)] for t, m in run["memory"]][::max(1, len(rss) // 60)]),
     ]
-    return records, run["rate"] / cores
+    # per core: samples per CPU-second of the loader process when measured (a shared machine's load does
+    # not lower it), else the wall rate over the threads' cores
+    return records, run["per_cpu_second"] or run["rate"] / cores
 
 
 # ------------------------------------------------------------------------------ projection
@@ -340,6 +358,7 @@ def projection_records(per_core_rate: Optional[float]) -> list:
             hours = total / min(loader_rate, gpu[0]) / 3600.0
         records.append(record(PROJECTION, variant, size, [hours], unit="hours", higher_is_better=False,
                                  loader_samples_per_s=round(loader_rate), per_core_samples_per_s=round(per_core_rate, 1),
+                                 per_core_basis="samples per CPU-second of the DALI CPU loader process, measured",
                                  gpu_model_only=gpu_note, bound_by=bound if gpu else "loader (GPU rate not measured)"))
     return records
 
