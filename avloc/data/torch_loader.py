@@ -30,7 +30,7 @@ from avloc.data.workers import stream_batches, worker_options
 
 def decode_jpeg_tensor(data: bytes) -> torch.Tensor:
     """JPEG bytes -> uint8 [3, H, W] RGB through torchvision's libjpeg-turbo (faster than PIL's open +
-    decode + array copy, measured in benchmarks/results/); ValueError when the JPEG is bad."""
+    decode + array copy, benchmarks/results/loaders-cpu-cost.md); ValueError when the JPEG is bad."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     try:
