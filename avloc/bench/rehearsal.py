@@ -176,23 +176,34 @@ def big_shard_set(ctx: BenchContext, scale: Scale, base_shards: Optional[Path] =
 
 
 class MemorySampler:
-    """Resident memory of this process (DALI's threads included) every ``every_s`` seconds."""
+    """Resident memory of this process (DALI's threads included) every ``every_s`` seconds: the
+    anonymous part (heap, buffers: what a leak grows) and the file-backed part (pages of mapped
+    files, e.g. the shards DALI's reader maps: they are the page cache's, reclaimable)."""
 
     def __init__(self, every_s: float = 1.0):
         self.every_s = every_s
-        self.samples: list = []  # (seconds since start, MiB)
+        self.samples: list = []  # (seconds since start, anonymous MiB)
+        self.file_backed: list = []  # (seconds since start, file-backed MiB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._t0 = time.perf_counter()
 
     @staticmethod
-    def rss_mib() -> float:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    def rss_mib() -> tuple:
+        """(anonymous, file-backed) resident MiB of this process."""
+        found = {}
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                    found[line.split(":")[0]] = int(line.split()[1]) / 1024.0
+        return found.get("RssAnon", 0.0), found.get("RssFile", 0.0) + found.get("RssShmem", 0.0)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter() - self._t0, self.rss_mib()))
+            t = time.perf_counter() - self._t0
+            anon, file_backed = self.rss_mib()
+            self.samples.append((t, anon))
+            self.file_backed.append((t, file_backed))
             self._stop.wait(self.every_s)
 
     def __enter__(self):
@@ -276,7 +287,8 @@ def sustained(loader, seconds: float) -> dict:
             close()
     return {"rate": samples / elapsed, "seconds": elapsed, "samples": samples, "first_batch_s": first_batch_s,
             "per_cpu_second": samples / cpu_used if cpu_used > 0 else None, "cpu_seconds": cpu_used,
-            "window_rates": [round(w, 1) for w in windows], "memory": memory.samples, "epochs_started": epoch + 1}
+            "window_rates": [round(w, 1) for w in windows], "memory": memory.samples,
+            "file_backed": memory.file_backed, "epochs_started": epoch + 1}
 
 
 def reading_records(ctx: BenchContext, scale: Scale, base_shards: Optional[Path] = None) -> tuple:
@@ -317,8 +329,11 @@ def reading_records(ctx: BenchContext, scale: Scale, base_shards: Optional[Path]
                   samples_per_cpu_second=round(run["per_cpu_second"], 1) if run["per_cpu_second"] else None,
                   cpu_seconds=round(run["cpu_seconds"], 2),
                   **common),
-        record(SCENARIO, "resident memory while reading", size, rss or [0.0], unit="MiB", higher_is_better=False,
+        record(SCENARIO, "resident memory while reading (anonymous)", size, rss or [0.0], unit="MiB",
+                  higher_is_better=False,
                   first_mib=round(rss[0], 1) if rss else None, last_mib=round(rss[-1], 1) if rss else None,
+                  file_backed_first_last_mib=[round(run["file_backed"][0][1], 1), round(run["file_backed"][-1][1], 1)]
+                  if run["file_backed"] else None,
                   growth_mib_per_min_second_half=round(growth, 2), n_samples=len(rss),
                   series=[[round(t, 1), round(m, 1)] for t, m in run["memory"]][::max(1, len(rss) // 60)]),
     ]
