@@ -108,13 +108,14 @@ def plot_rehearsal(records: list, path) -> None:
         series = memory.extra.get("series") or []
         axes[0].plot([t for t, _ in series], [m for _, m in series], marker=".")
         axes[0].set_ylim(0, max(m for _, m in series) * 1.2 if series else 1)
-        axes[0].set_title(f"resident memory while reading ({memory.extra.get('growth_mib_per_min_second_half')} "
-                          "MiB/min, 2nd half)", fontsize=9)
+        axes[0].set_title(f"{memory.variant}: {memory.extra.get('growth_mib_per_min_second_half')} MiB/min in the "
+                          "2nd half", fontsize=9)
     axes[0].set_xlabel("seconds")
     axes[0].set_ylabel("MiB")
     if rate is not None:
         windows = rate.extra.get("raw") or [rate.extra.get("rate_over_stretch") or rate.value]
         axes[1].bar(range(len(windows)), windows)
+        axes[1].set_xticks(range(len(windows)))
         axes[1].set_title(f"{rate.variant}: {rate.size}", fontsize=9)
     axes[1].set_xlabel("10 s window")
     axes[1].set_ylabel("samples/s")
