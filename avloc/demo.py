@@ -60,6 +60,7 @@ class DemoOptions(CommandOptions):
 
 
 def _synth_and_shard(opts: DemoOptions, workers: int, timings: dict) -> dict:
+    from avloc.data.augment import resize_shorter_size
     from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips
 
@@ -75,7 +76,8 @@ def _synth_and_shard(opts: DemoOptions, workers: int, timings: dict) -> dict:
     log(f"[2/4] sharding into {out / 'shards'} (val fraction {opts.val_fraction}, decoder {opts.decoder})")
     report = run_shard(ShardConfig(clips=clips.clips_dir, out=out / "shards", csv=clips.csv_path,
                                    boxes=clips.boxes_path, val_fraction=opts.val_fraction, samples_per_shard=64,
-                                   seed=opts.seed, workers=workers, decoder=opts.decoder, progress=opts.progress))
+                                   seed=opts.seed, workers=workers, decoder=opts.decoder, progress=opts.progress,
+                                   frame_size=resize_shorter_size(opts.image_size)))  # training scale: crop + flip only
     timings["shard_s"] = time.perf_counter() - t0
     return report
 

@@ -2,7 +2,8 @@
 
 A sample is one clip, stored in a WebDataset tar as members named ``<key>.<ext>``:
 
-* ``jpg``       the clip's centre frame, JPEG, shorter side ``frame_short_side`` (default 256);
+* ``jpg``       the clip's centre frame, JPEG, shorter side ``frame_short_side`` (default 246, the
+                training scale of 224 crops; 256 before);
 * ``spec.f16``  the FNAC log-spectrogram of the central 3 s at 16 kHz mono: raw little-endian
                 float16 bytes, C order, shape [SPEC_BINS, SPEC_FRAMES] (257 x 200). Raw bytes
                 (no .npy header) so DALI's webdataset reader returns it typed with
@@ -57,7 +58,12 @@ SPEC_AXES = ("frequency", "time")
 SPEC_LAYOUT = {"spec_dtype": SPEC_DTYPE.str, "spec_shape": list(SPEC_SHAPE), "spec_axes": list(SPEC_AXES),
                "spec_values": f"natural log of the power spectral density (+ {LOG_FLOOR:g})", "spec_scale": SPEC_SCALE}
 
-FRAME_SHORT_SIDE = 256
+# Frames are stored at the training scale: the recipe resizes the shorter side to int(1.1 x 224)
+# before its random 224 crop (METHOD.md §1.2), so a stored 246 frame leaves training only the
+# crop and flip. 256 was the default of earlier versions (still read; the loaders resize it).
+TRAIN_IMAGE_SIZE = 224
+FRAME_SHORT_SIDE = int(1.1 * TRAIN_IMAGE_SIZE)  # 246
+LEGACY_FRAME_SHORT_SIDE = 256
 JPEG_QUALITY = 95
 
 EXT_FRAME = "jpg"

@@ -26,6 +26,7 @@ QUALITY_SETS = ("num_workers=1", "loader=torch", "log_every=3", "checkpoint_ever
 def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2, distractor_looks: str = "class",
             sets=()) -> dict:
     """Synthetic clips -> shards (val split + boxes) -> short CPU training; returns the summary."""
+    from avloc.data.augment import resize_shorter_size
     from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips
     from avloc.training.config import build_config
@@ -37,11 +38,13 @@ def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2,
     # only the audio says which object sounds.
     clips = generate_clips(out / "clips", n_clips, seed=seed, n_classes=n_classes, duration=4.0, width=192,
                            height=144, workers=2, test_fraction=0.0, distractor_looks=distractor_looks)
-    shards = out / "shards"
-    run_shard(ShardConfig(clips=clips.clips_dir, out=shards, csv=clips.csv_path, boxes=clips.boxes_path,
-                          val_fraction=0.2, samples_per_shard=64, frame_size=160, workers=2, progress=False))
-    prep_s = time.perf_counter() - t0
     cfg = build_config(None, list(QUALITY_SETS) + list(sets), preset="from-scratch")
+    shards = out / "shards"
+    # frames stored at the run's training scale, int(1.1 x image_size): training only crops and flips
+    run_shard(ShardConfig(clips=clips.clips_dir, out=shards, csv=clips.csv_path, boxes=clips.boxes_path,
+                          val_fraction=0.2, samples_per_shard=64, frame_size=resize_shorter_size(cfg.image_size),
+                          workers=2, progress=False))
+    prep_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     summary = run_training(shards, out / "run", config=cfg, resume=(out / "run" / "config.yaml").exists())
     summary["train_seconds"] = time.perf_counter() - t1

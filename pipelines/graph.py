@@ -111,6 +111,19 @@ def train_frame(jpg, *, gpu: bool, image_size: int = augment.IMAGE_SIZE, dtype=t
     return _normalise(images, dtype=dtype, mirror=fn.random.coin_flip(probability=0.5))
 
 
+def crop_frame(jpg, *, gpu: bool, image_size: int = augment.IMAGE_SIZE, dtype=types.FLOAT):
+    """A frame stored at the training scale (shorter side int(1.1 * size)): random size x size
+    crop, random flip, normalise, CHW; no resize. Only the crop is decoded (libjpeg-turbo region
+    decoding on the CPU, nvJPEG on the GPU); offsets as augment.train_crop_offset."""
+    shape = fn.cast(fn.peek_image_shape(jpg), dtype=types.FLOAT)  # [H, W, C]
+    top = _round(fn.random.uniform(range=[0.0, 1.0]) * (shape[0] - image_size))
+    left = _round(fn.random.uniform(range=[0.0, 1.0]) * (shape[1] - image_size))
+    images = fn.decoders.image_slice(jpg, fn.stack(top, left), fn.stack(float(image_size), float(image_size)),
+                                     axis_names="HW", normalized_anchor=False, normalized_shape=False,
+                                     device="mixed" if gpu else "cpu", output_type=types.RGB)
+    return _normalise(images, dtype=dtype, mirror=fn.random.coin_flip(probability=0.5))
+
+
 def eval_frame(images, *, image_size: int = augment.IMAGE_SIZE, dtype=types.FLOAT):
     """Resize to exactly size x size (bicubic, aspect not kept), normalise, CHW."""
     images = fn.resize(images, resize_x=image_size, resize_y=image_size, interp_type=types.INTERP_CUBIC)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from avloc.data.batch import parse_meta
+from avloc.data.frame_scale import crop_only
 from avloc.data.loader import ShardLoader
 from avloc.data.options import LoaderOptions
 from avloc.data.shards import ShardSet, rank_plan, rank_samples
@@ -80,6 +81,7 @@ class DaliShardLoader(ShardLoader):
         if self.gpu:
             self.device_id = self.device.index if self.device.index is not None else torch.cuda.current_device()
         self.prefetch = prefetch
+        self.crop_only = crop_only(shards.frame_short_side, options.image_size)
         self._iterator = None
         self._index_dir = None
         if shards.skipped_at_open:
@@ -104,7 +106,7 @@ class DaliShardLoader(ShardLoader):
         shards = self.shards.shards
         paths = [str(shards[i].tar) for i in plan.shard_order]
         index_paths = [self._index_paths[i] for i in plan.shard_order]
-        extra = {"mask_fill": o.mask_fill} if o.train else {}
+        extra = {"mask_fill": o.mask_fill, "crop_only": self.crop_only} if o.train else {}
         make = train_pipeline if o.train else eval_pipeline
         pipe = make(paths, index_paths, **extra, shard_id=o.rank, num_shards=o.world_size,
                     reader_seed=_derived_seed(o.seed, self.epoch, o.rank, 1), gpu=self.gpu,

@@ -69,7 +69,7 @@ def test_layout_and_summary(built, synth):
     assert summary["schema_version"] == schema.SCHEMA_VERSION
     assert summary["recipe_hash"] == schema.RECIPE_HASH
     assert summary["classes"] == sorted({item["label"] for item in synth.items})
-    assert summary["frame"]["short_side"] == 256 and summary["frame"]["jpeg_quality"] == schema.JPEG_QUALITY
+    assert summary["frame"]["short_side"] == schema.FRAME_SHORT_SIDE == 246 and summary["frame"]["jpeg_quality"] == schema.JPEG_QUALITY
     assert report["ok"] == N_CLIPS and report["failed"] == 0
     assert sum(summary["counts"].values()) == N_CLIPS
     for split, tars in _listed_tars(out).items():
@@ -113,7 +113,7 @@ def test_samples_read_back_with_webdataset(built, synth):
         from PIL import Image
 
         img = Image.open(io.BytesIO(sample["jpg"]))
-        assert img.format == "JPEG" and min(img.size) == 256 and img.size == (341, 256)
+        assert img.format == "JPEG" and min(img.size) == 246 and img.size == (328, 246)
     assert sorted(seen) == sorted(items)
 
 
@@ -150,7 +150,7 @@ def test_dali_reads_the_shards(built):
         assert arr.dtype == np.float16
         np.testing.assert_array_equal(arr.reshape(schema.SPEC_SHAPE), schema.decode_spec(expected[m.key]["spec.f16"]))
         assert np.array(meta[0]).tobytes() == expected[m.key]["json"]
-        assert np.array(img[0]).shape == (256, 341, 3)
+        assert np.array(img[0]).shape == (246, 328, 3)
     assert got == set(expected)
 
 

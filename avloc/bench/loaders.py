@@ -4,13 +4,15 @@ Variants (all on the same CPU cores: 2 DataLoader workers or 2 DALI threads each
 * ``folder (reference)``: frames/<id>.jpg at the source resolution (480x360, VGG-Sound's usual
   360p) + audio/<id>.wav (10 s, 16 kHz), as the public recipe extracts them: per sample PIL
   decode, wav read, spectrogram;
-* ``torch``: shards built by ``run_shard`` (frame stored at shorter side 256, spectrogram
-  precomputed), webdataset + PIL in DataLoader workers;
-* ``dali-cpu`` / ``dali-gpu``: the DALI pipelines (GPU: nvJPEG decode; skipped without CUDA).
+* ``torch``: shards built by ``run_shard`` (frame stored at the training scale, shorter side 246,
+  spectrogram precomputed), webdataset reading, libjpeg-turbo decoding in DataLoader workers;
+* ``dali-cpu`` / ``dali-gpu``: the DALI pipelines (GPU: nvJPEG decode; skipped without CUDA);
+* ``dali-cpu, 256 frames``: the DALI CPU pipeline on shards of the earlier layout (frames stored
+  at 256, resized every epoch), for comparison.
 
 Both data sets hold the same clips: a few synthetic clips (``avloc synth``, with sensor noise so
-the frames compress like footage) appear under many ids (hard links), then are sharded by
-``run_shard`` and extracted by the recipe. Every measurement starts a fresh epoch iterator (so
+the frames compress like footage) are extracted by the recipe under many ids (hard links), and
+sharded by ``run_shard`` then copied under as many keys (avloc.bench.replicate). Every measurement starts a fresh epoch iterator (so
 no variant prefetches while another is timed) and pulls ``k`` training batches; samples/s is
 k * batch / (time from the iterator's start to the k-th batch), start-up (worker fork or
 pipeline build, also reported on its own) included; the batch latencies are the waits for
@@ -34,6 +36,7 @@ LATENCY_SCENARIO = "loaders-latency"
 WORKERS = 2
 SOURCE_SIZE = (480, 360)
 UNIQUE_CLIPS = 16
+LEGACY_VARIANT = "dali-cpu, 256 frames (earlier shard layout: resize every epoch)"
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -45,16 +48,18 @@ def _link(src: Path, dst: Path) -> None:
 
 def build_data(root: Path, n: int, *, unique: int = UNIQUE_CLIPS, samples_per_shard: int = 256,
                progress: bool = False) -> tuple:
-    """The same n clips as an EZ-VSL folder and as avloc shards. Returns (folder, shards dir)."""
+    """The same n clips as an EZ-VSL folder and as avloc shards. Returns (folder, shards dir, legacy shards
+    dir): the shards store frames at the training scale (the default), the legacy ones at 256."""
     from avloc import schema
+    from avloc.bench.replicate import replicate_shards
     from avloc.bench.shard import baseline_recipe
     from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips
     from avloc.utils.system import usable_cores
 
-    folder, shards = root / "folder", root / "shards"
-    if (shards / "dataset.json").is_file():
-        return folder, shards
+    folder, shards, legacy = root / "folder", root / "shards", root / "shards-256"
+    if (shards / "dataset.json").is_file() and (legacy / "dataset.json").is_file():
+        return folder, shards, legacy
     unique = min(unique, n)
     log(f"bench: loaders: {unique} synthetic clips as {n} clips, sharded and extracted under {root}")
     # fps only shapes the video stream, which neither loader reads beyond the centre frame
@@ -63,18 +68,20 @@ def build_data(root: Path, n: int, *, unique: int = UNIQUE_CLIPS, samples_per_sh
                            progress=progress)
     sources = [Path(it["path"]) for it in synth.items]
     baseline_recipe(sources, root / "extracted", usable_cores())
-    clips = root / "clips"
-    for sub in (clips, folder / "frames", folder / "audio"):
+    for sub in (folder / "frames", folder / "audio"):
         sub.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         key = schema.canonical_clip_id(f"bench{i:06d}", 10 * i)
         src = sources[i % unique]
-        _link(src, clips / f"{key}{src.suffix}")
         _link(root / "extracted" / "frames" / f"{src.stem}.jpg", folder / "frames" / f"{key}.jpg")
         _link(root / "extracted" / "audio" / f"{src.stem}.wav", folder / "audio" / f"{key}.wav")
-    run_shard(ShardConfig(clips=clips, out=shards, samples_per_shard=samples_per_shard, decoder="pyav",
-                          workers=usable_cores(), progress=progress))
-    return folder, shards
+    # the unique clips sharded by run_shard, then copied under n keys (every sample a real shard sample)
+    for out, frame_size in ((shards, schema.FRAME_SHORT_SIDE), (legacy, schema.LEGACY_FRAME_SHORT_SIDE)):
+        unique_shards = root / f"unique-{frame_size}"
+        run_shard(ShardConfig(clips=synth.clips_dir, out=unique_shards, samples_per_shard=unique,
+                              decoder="pyav", workers=usable_cores(), frame_size=frame_size, progress=progress))
+        replicate_shards(unique_shards, out, n, samples_per_shard=samples_per_shard)
+    return folder, shards, legacy
 
 
 class _Measure:
@@ -115,15 +122,16 @@ def run(ctx: BenchContext) -> list:
     from avloc.data import LoaderOptions, build_loader, dali_available
 
     torch.set_num_threads(1)
-    n = 1024 if ctx.quick else 2048
+    n = 2048 if ctx.quick else 4096
     rounds, warmup = (3, 1) if ctx.quick else (5, 1)
+    sizes = ((256, 8), (64, 16)) if ctx.quick else ((256, 16), (64, 32))
     if ctx.shards is not None:
-        folder, shards = None, Path(ctx.shards)  # the user's shards; no folder copy of them to compare with
+        folder, shards, legacy = None, Path(ctx.shards), None  # the user's shards; no folder copy of them
     else:
-        folder, shards = build_data(ctx.workdir / "loaders-data", n, progress=ctx.progress)
+        folder, shards, legacy = build_data(ctx.workdir / "loaders-data", n, progress=ctx.progress)
     cuda = torch.cuda.is_available()
     records: list[Record] = []
-    for batch_size, k in ((256, 4), (64, 12)):
+    for batch_size, k in sizes:
         size = f"batch {batch_size}"
         common = dict(mode="train", batch_size=batch_size, num_workers=WORKERS, seed=0)
 
@@ -139,8 +147,11 @@ def run(ctx: BenchContext) -> list:
         variants["torch"] = measure(shards, backend="torch")
         if dali_available():
             variants["dali-cpu"] = measure(shards, backend="dali")
+            if legacy is not None:
+                variants[LEGACY_VARIANT] = measure(legacy, backend="dali")
             if cuda:
                 variants["dali-gpu"] = measure(shards, backend="dali", device="cuda")
+        frame = {name: m.loader.shards.frame_short_side for name, m in variants.items() if hasattr(m.loader, "shards")}
         log(f"bench: loaders {size}: {', '.join(variants)}; {rounds} rounds of {k} batches")
         results = ctx.interleave(variants, rounds=rounds, warmup=warmup, desc=f"bench loaders {size}")
         for name, values in results.items():
@@ -148,6 +159,7 @@ def run(ctx: BenchContext) -> list:
             base = name.startswith("folder")
             records.append(summarize(SCENARIO, size, name, values, unit="samples/s", higher_is_better=True,
                                      baseline=base, workers=WORKERS, batches_per_round=k,
+                                     stored_frame_short_side=frame.get(name),
                                      startup_s_median=float(np.median(m.startups[warmup:]))))
             records.append(summarize(LATENCY_SCENARIO, size, name, [g * 1000 for g in m.gaps[warmup * k:]],
                                      unit="ms/batch", higher_is_better=False, baseline=base, spread="p50/p99"))
@@ -157,4 +169,3 @@ def run(ctx: BenchContext) -> list:
                 records.append(skipped(SCENARIO, name, size, reason, unit="samples/s", higher_is_better=True))
                 records.append(skipped(LATENCY_SCENARIO, name, size, reason, unit="ms/batch", higher_is_better=False))
     return records
-

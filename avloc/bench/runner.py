@@ -20,7 +20,7 @@ from avloc.utils.options import CommandOptions, choice_problem
 from avloc.utils.progress import log
 from avloc.utils.system import first_line
 
-SCENARIOS = ("shard", "loaders", "kernels", "train", "evaluate")
+SCENARIOS = ("shard", "loaders", "kernels", "train", "evaluate", "rehearsal")
 SCENARIO_CHOICES = SCENARIOS + ("all",)
 WORKDIR_PREFIX = "avloc-bench-"
 KEEP_MARKER = ".kept"  # in a scratch folder kept on purpose (--keep-workdir): never removed as stale

@@ -34,7 +34,9 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 @click.option("--samples-per-shard", type=int, default=1000, show_default=True)
 @click.option("--keep-audio", is_flag=True, help="Also store the 3 s 16 kHz mono window (int16, <key>.audio.npy).")
 @click.option("--frame-size", type=int, default=schema.FRAME_SHORT_SIDE, show_default=True,
-              help="Shorter side of the stored frame (pixels).")
+              help="Shorter side of the stored frame (pixels), resized once from the source frame. The default is "
+                   "the training scale int(1.1 x 224): training then only crops and flips. 256: the layout of "
+                   "earlier versions (loaders resize it every epoch); for another --image-size use int(1.1 x size).")
 @click.option("--jpeg-quality", type=int, default=schema.JPEG_QUALITY, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffle across shards.")
 @click.option("--overwrite", is_flag=True, help="Rebuild every shard instead of resuming.")

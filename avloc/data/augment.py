@@ -85,14 +85,36 @@ def train_crop_box(width: int, height: int, aug: SampleAugment, image_size: int 
     return (left * sx, top * sy, (left + image_size) * sx, (top + image_size) * sy)
 
 
+def train_crop_offset(width: int, height: int, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> tuple:
+    """(left, top) of the random crop in a frame already at the training scale (shorter side
+    int(1.1 * size)): the integer offsets train_crop_box uses, at scale 1."""
+    return int(round(aug.crop_x * (width - image_size))), int(round(aug.crop_y * (height - image_size)))
+
+
 def train_image(img: Image.Image, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> torch.Tensor:
-    """Shorter side -> int(1.1 * size) bicubic, random size x size crop, random flip, normalise -> [3,S,S]."""
+    """Shorter side -> int(1.1 * size) bicubic, random size x size crop, random flip, normalise -> [3,S,S].
+
+    A frame stored at the training scale (shorter side int(1.1 * size) already, the shard default)
+    is only cropped: the resize is an identity there."""
     img = img.convert("RGB")
-    box = train_crop_box(img.width, img.height, aug, image_size)
-    img = img.resize((image_size, image_size), Image.BICUBIC, box=box)
+    if min(img.size) == resize_shorter_size(image_size):
+        left, top = train_crop_offset(img.width, img.height, aug, image_size)
+        img = img.crop((left, top, left + image_size, top + image_size))
+    else:
+        img = img.resize((image_size, image_size), Image.BICUBIC, box=train_crop_box(img.width, img.height, aug,
+                                                                                     image_size))
     if aug.flip:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return _to_normalised_tensor(img)
+
+
+def train_crop_tensor(chw: torch.Tensor, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> torch.Tensor:
+    """train_image for a decoded uint8 [3, H, W] frame already at the training scale: crop, flip, normalise."""
+    left, top = train_crop_offset(chw.shape[2], chw.shape[1], aug, image_size)
+    crop = chw[:, top:top + image_size, left:left + image_size]
+    if aug.flip:
+        crop = crop.flip(2)
+    return torch.addcmul(_OFFSET, crop.float(), _SCALE)
 
 
 def eval_image(img: Image.Image, image_size: int = IMAGE_SIZE) -> torch.Tensor:

@@ -37,6 +37,7 @@ import numpy as np
 from avloc import schema
 from avloc.data.batch import parse_meta
 from avloc.data.frame_limits import frame_size_problem, jpeg_frame_size
+from avloc.data.frame_scale import common_short_side, read_jpeg_size
 from avloc.errors import InputError
 from avloc.utils.atomic import atomic_write_text
 
@@ -56,6 +57,7 @@ class Shard:
     tar: Path
     index: Path
     samples: list  # IndexedSample, valid ones only, in stored order
+    frame_short_side: Optional[int] = None  # of the first valid sample's frame (one per shard)
 
     @property
     def name(self) -> str:
@@ -194,6 +196,10 @@ class ShardSet:
         self.num_samples = sum(len(s.samples) for s in self.shards)
         if self.num_samples == 0:
             raise InputError(f"split {split!r} of {self.root} has no readable samples")
+        frame = summary.get("frame") if isinstance(summary.get("frame"), dict) else {}
+        declared = frame.get("short_side") if isinstance(frame.get("short_side"), int) else None
+        self.frame_short_side = common_short_side({s.name: s.frame_short_side for s in self.shards}, declared,
+                                                  f"split {split!r} of {self.root}")
 
     @property
     def skipped_at_open(self) -> int:
@@ -221,7 +227,12 @@ class ShardSet:
                 if self.bad_sample == "error":
                     raise InputError(bad.message() + " (use bad_sample='skip' to leave such samples out)")
                 self.bad.append(bad)
-        return Shard(tar=tar, index=index, samples=good)
+            short_side = None
+            if good:
+                off, size = good[0].members[schema.EXT_FRAME]
+                dims = read_jpeg_size(fh, off, size)
+                short_side = min(dims) if dims else None
+        return Shard(tar=tar, index=index, samples=good, frame_short_side=short_side)
 
     def write_clean_indexes(self, out_dir: Path) -> list:
         """Index files listing only the valid samples (for DALI when some were left out)."""

@@ -21,22 +21,47 @@ from torch.utils.data import DataLoader, IterableDataset
 from avloc import schema
 from avloc.data import augment
 from avloc.data.batch import make_batch, parse_meta
-from avloc.data.frame_limits import check_pil_frame_size
+from avloc.data.frame_limits import check_pil_frame_size, frame_size_problem
+from avloc.data.frame_scale import crop_only, jpeg_size
 from avloc.data.loader import ShardLoader
 from avloc.data.options import LoaderOptions
 from avloc.data.shards import buffered_shuffle, rank_plan, rank_samples
 from avloc.data.workers import stream_batches, worker_options
 
 
-def decode_sample(members: dict, aug, options: LoaderOptions):
-    """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad."""
+def decode_jpeg_tensor(data: bytes) -> torch.Tensor:
+    """JPEG bytes -> uint8 [3, H, W] RGB through torchvision's libjpeg-turbo (faster than PIL's open +
+    decode + array copy, benchmarks/results/loaders-cpu-cost.md); ValueError when the JPEG is bad."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    try:
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except RuntimeError as exc:
+        raise ValueError(f"cannot decode the JPEG: {exc}") from None
+
+
+def decode_image(jpeg: bytes, aug, options: LoaderOptions) -> torch.Tensor:
+    """The frame as the model sees it: train mode crops (and flips) a frame stored at the training scale,
+    resizes any other (augment.train_image); eval mode resizes to exactly size x size."""
     from PIL import Image
 
-    img = Image.open(io.BytesIO(members[schema.EXT_FRAME]))
+    size = options.image_size
+    if aug is not None:
+        dims = jpeg_size(jpeg)
+        if dims is not None and crop_only(min(dims), size):
+            problem = frame_size_problem(dims[1], dims[0])
+            if problem:
+                raise ValueError(problem)
+            return augment.train_crop_tensor(decode_jpeg_tensor(jpeg), aug, size)
+    img = Image.open(io.BytesIO(jpeg))
     check_pil_frame_size(img)  # header only: nothing is decoded above the limit
     img.load()
-    size = options.image_size
-    image = augment.train_image(img, aug, size) if aug is not None else augment.eval_image(img, size)
+    return augment.train_image(img, aug, size) if aug is not None else augment.eval_image(img, size)
+
+
+def decode_sample(members: dict, aug, options: LoaderOptions):
+    """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad."""
+    image = decode_image(members[schema.EXT_FRAME], aug, options)
     spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug, options.mask_fill)
     label, bbox = parse_meta(members[schema.EXT_META])
     return image, spec, label, bbox
