@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from avloc import schema
-from avloc.data import augment
+from avloc.data import augment, device_decode
 from avloc.data.batch import make_batch, parse_meta
 from avloc.data.loader import ShardLoader
 from avloc.data.options import LoaderOptions
@@ -28,13 +28,17 @@ from avloc.data.workers import stream_batches, worker_options
 
 
 def decode_sample(members: dict, aug, options: LoaderOptions):
-    """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad."""
+    """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad.
+    With ``image_decode="device"`` the image stays encoded (avloc.data.device_decode decodes the batch)."""
     from PIL import Image
 
-    img = Image.open(io.BytesIO(members[schema.EXT_FRAME]))
-    img.load()
-    size = options.image_size
-    image = augment.train_image(img, aug, size) if aug is not None else augment.eval_image(img, size)
+    if options.image_decode == "device":
+        image = device_decode.encoded_frame(members[schema.EXT_FRAME])
+    else:
+        img = Image.open(io.BytesIO(members[schema.EXT_FRAME]))
+        img.load()
+        size = options.image_size
+        image = augment.train_image(img, aug, size) if aug is not None else augment.eval_image(img, size)
     spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug, options.mask_fill)
     label, bbox = parse_meta(members[schema.EXT_META])
     return image, spec, label, bbox
@@ -124,7 +128,7 @@ class EpochBatches(IterableDataset):
     def _build(self, b: int, slots: dict) -> dict:
         o = self.options
         rng = augment.batch_rng(o.seed, self.epoch, o.rank, b) if o.train else None
-        images, specs, keys, labels, bboxes, skipped = [], [], [], [], [], 0
+        images, specs, keys, labels, bboxes, augs, skipped = [], [], [], [], [], [], 0
         for slot in range(len(slots)):
             aug = augment.draw_augment(rng) if rng is not None else None
             members = slots[slot]
@@ -143,11 +147,15 @@ class EpochBatches(IterableDataset):
                 skipped += 1
                 continue
             images.append(image)
+            augs.append(aug)
             specs.append(spec)
             keys.append(key)
             labels.append(label)
             bboxes.append(bbox)
-        batch = make_batch(images, specs, keys, labels, bboxes)
+        if o.image_decode == "device":
+            batch = device_decode.pending_batch(images, augs, specs, keys, labels, bboxes)
+        else:
+            batch = make_batch(images, specs, keys, labels, bboxes)
         batch["_skipped"] = skipped
         batch["_index"] = b
         return batch
@@ -176,4 +184,6 @@ class TorchShardLoader(ShardLoader):
         workers = max(0, min(self.options.num_workers, dataset.num_batches - start))
         batches = DataLoader(dataset, batch_size=None, pin_memory=self.device.type == "cuda",
                              persistent_workers=False, **worker_options(workers))
+        if self.options.image_decode == "device":
+            batches = device_decode.decoded_batches(batches, self.options)
         yield from stream_batches(batches, self)
