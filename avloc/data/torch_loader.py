@@ -25,6 +25,7 @@ from avloc.data.loader import ShardLoader
 from avloc.data.options import LoaderOptions
 from avloc.data.shards import buffered_shuffle, rank_plan, rank_samples
 from avloc.data.workers import stream_batches, worker_options
+from avloc.errors import InputError
 
 
 def decode_sample(members: dict, aug, options: LoaderOptions):
@@ -163,6 +164,15 @@ class EpochBatches(IterableDataset):
 
 class TorchShardLoader(ShardLoader):
     backend = "torch"
+
+    def __init__(self, shards, options):
+        import importlib.util
+
+        # checked here: inside the workers a missing reader would look like unreadable tars
+        if importlib.util.find_spec("webdataset") is None:
+            raise InputError("the torch shard loader reads tars with webdataset, which is not installed "
+                             "(pip install 'webdataset>=1.0,<2')")
+        super().__init__(shards, options)
 
     def epoch_dataset(self, start_batch: int) -> EpochBatches:
         o = self.options
