@@ -33,7 +33,7 @@ def tiny_inputs(tmp_path_factory):
     return out, manifest
 
 
-def run_script(*args, timeout=900):
+def run_script(*args, timeout=1800):
     return subprocess.run([sys.executable, str(DEVICE / "run.py"), *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
 

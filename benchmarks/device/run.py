@@ -39,14 +39,14 @@ REPO = Path(__file__).resolve().parents[2]
 STAGES = (("setup", 45), ("environment", 20), ("gpu-tests", 120), ("kernels", 110), ("train", 110), ("evaluate", 60))
 BUDGET_S = 470
 # --dry-run: every stage gets this much (the CPU machine it checks on may be shared and slow)
-DRY_STAGE_S, DRY_BUDGET_S = 150, 900
+DRY_STAGE_S, DRY_BUDGET_S = 300, 1500
 SIZES = {
     "gpu": {"kernel_sizes": [(256, 49), (1024, 49), (4096, 49), (8192, 49), (16384, 49), (256, 196), (1024, 196),
                              (4096, 196)],
             "fp32_sizes": [(4096, 49)], "dim": 512, "max_reps": 9, "train_batch": 256, "image_size": 224,
             "model_dim": 512, "train_steps": 12, "train_rounds": 3, "shard_copies": 40, "eval_items": 5158,
             "eval_batch": 128, "eval_runs": 2},
-    "dry": {"kernel_sizes": [(8, 49), (8, 196)], "fp32_sizes": [(8, 49)], "dim": 32, "max_reps": 1, "train_batch": 4,
+    "dry": {"kernel_sizes": [(8, 49), (8, 196)], "fp32_sizes": [(8, 49)], "dim": 32, "max_reps": 1, "train_batch": 2,
             "image_size": 64, "model_dim": 32, "train_steps": 1, "train_rounds": 1, "shard_copies": 2,
             "eval_items": 2, "eval_batch": 2, "eval_runs": 1},
 }
@@ -277,7 +277,7 @@ def stage_train(ctx: dict) -> dict:
             yield from loader
 
     streams = {name: stream(loader) for name, loader in loaders.items()}
-    memory = [next(streams["worker"]) for _ in range(2)]
+    memory = [next(streams["worker"]) for _ in range(1 if ctx["dry_run"] else 2)]
     steps = s["train_steps"]
 
     def model_only():
