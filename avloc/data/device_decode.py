@@ -38,36 +38,47 @@ def _bicubic(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < 1.0, near, torch.where(x < 2.0, far, torch.zeros_like(x)))
 
 
-def resample_weights(in_size: int, out_size: int, lo: float, hi: float, device) -> torch.Tensor:
-    """[out_size, in_size] float64 weights of PIL's bicubic resample of source span [lo, hi) to out_size
-    samples (antialiased when shrinking; each row sums to 1)."""
+def resample_weights(in_size: int, out_size: int, lo, hi, device=None) -> torch.Tensor:
+    """Weights of PIL's bicubic resample of source spans [lo, hi) to ``out_size`` samples (antialiased
+    when shrinking; each row sums to 1): [out_size, in_size] for float bounds, [n, out_size, in_size]
+    for bounds given as [n] tensors. float64."""
+    batched = torch.is_tensor(lo)
+    lo = torch.as_tensor(lo, dtype=torch.float64, device=device).reshape(-1, 1, 1)
+    hi = torch.as_tensor(hi, dtype=torch.float64, device=lo.device).reshape(-1, 1, 1)
     scale = (hi - lo) / out_size
-    filter_scale = max(scale, 1.0)
-    centers = lo + (torch.arange(out_size, dtype=torch.float64, device=device) + 0.5) * scale
+    filter_scale = scale.clamp(min=1.0)
+    centers = lo + (torch.arange(out_size, dtype=torch.float64, device=lo.device).view(1, -1, 1) + 0.5) * scale
     support = BICUBIC_SUPPORT * filter_scale
-    src = torch.arange(in_size, dtype=torch.float64, device=device)
+    src = torch.arange(in_size, dtype=torch.float64, device=lo.device).view(1, 1, -1)
     # PIL's window: xmin = int(center - support + 0.5), xmax = int(center + support + 0.5), clipped to the image
     xmin = (centers - support + 0.5).trunc().clamp(min=0)
     xmax = (centers + support + 0.5).trunc().clamp(max=in_size)
-    inside = (src[None, :] >= xmin[:, None]) & (src[None, :] < xmax[:, None])
-    w = _bicubic((src[None, :] - centers[:, None] + 0.5) / filter_scale) * inside
-    total = w.sum(dim=1, keepdim=True)
-    return w / torch.where(total == 0, torch.ones_like(total), total)
+    w = _bicubic((src - centers + 0.5) / filter_scale) * ((src >= xmin) & (src < xmax))
+    total = w.sum(dim=2, keepdim=True)
+    w = w / torch.where(total == 0, torch.ones_like(total), total)
+    return w if batched else w[0]
+
+
+def resize_boxes(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [n, 3, H, W] and boxes [n, 4] (left, top, right, bottom; all of one width and height) ->
+    float32 [n, 3, size, size] holding integers 0..255: PIL's ``resize((size, size), BICUBIC, box)``
+    of each image, batched on the images' device."""
+    _, _, h, w = images.shape
+    boxes = boxes.to(images.device, torch.float64)
+    wx = resample_weights(w, size, boxes[:, 0], boxes[:, 2]).float()  # [n, S, W]
+    wy = resample_weights(h, size, boxes[:, 1], boxes[:, 3]).float()  # [n, S, H]
+    x = images.float()
+    box_w, box_h = float(boxes[0, 2] - boxes[0, 0]), float(boxes[0, 3] - boxes[0, 1])
+    if box_h > box_w:  # Pillow shrinks along the longer side first
+        x = torch.matmul(wy[:, None], x).round_().clamp_(0, 255)
+        return torch.matmul(x, wx[:, None].transpose(2, 3)).round_().clamp_(0, 255)
+    x = torch.matmul(x, wx[:, None].transpose(2, 3)).round_().clamp_(0, 255)  # horizontal pass: [n, 3, H, S]
+    return torch.matmul(wy[:, None], x).round_().clamp_(0, 255)
 
 
 def resize_box(image: torch.Tensor, box: tuple, size: int) -> torch.Tensor:
-    """uint8 [3, H, W] -> float32 [3, size, size] holding integers 0..255: PIL's
-    ``resize((size, size), BICUBIC, box=box)`` on the image's device."""
-    _, h, w = image.shape
-    left, top, right, bottom = box
-    wx = resample_weights(w, size, left, right, image.device).float()
-    wy = resample_weights(h, size, top, bottom, image.device).float()
-    x = image.float()
-    if bottom - top > right - left:  # Pillow shrinks along the longer side first
-        x = torch.matmul(wy, x).round_().clamp_(0, 255)
-        return torch.matmul(x, wx.t()).round_().clamp_(0, 255)
-    x = torch.matmul(x, wx.t()).round_().clamp_(0, 255)
-    return torch.matmul(wy, x).round_().clamp_(0, 255)
+    """One uint8 [3, H, W] image: PIL's ``resize((size, size), BICUBIC, box=box)`` (see resize_boxes)."""
+    return resize_boxes(image[None], torch.tensor([box], dtype=torch.float64), size)[0]
 
 
 def _normalise(images: torch.Tensor) -> torch.Tensor:
@@ -79,11 +90,25 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
 def transform(image: torch.Tensor, aug: Optional[augment.SampleAugment], size: int) -> torch.Tensor:
     """A decoded uint8 [3, H, W] frame -> normalised float32 [3, S, S], as augment.train_image (aug given)
     or augment.eval_image (aug None) make it from the same pixels."""
-    _, h, w = image.shape
-    box = augment.train_crop_box(w, h, aug, size) if aug is not None else (0.0, 0.0, float(w), float(h))
-    out = resize_box(image, box, size)
-    if aug is not None and aug.flip:
-        out = out.flip(-1)
+    return transform_batch([image], [aug], size)[0]
+
+
+def transform_batch(images: list, augs: list, size: int) -> torch.Tensor:
+    """Decoded uint8 [3, H, W] frames (one device) -> normalised float32 [B, 3, S, S]; frames of one
+    size are resized together."""
+    device = images[0].device
+    out = torch.empty(len(images), 3, size, size, device=device)
+    groups = {}
+    for i, image in enumerate(images):
+        groups.setdefault(tuple(image.shape[1:]), []).append(i)
+    for (h, w), index in groups.items():
+        boxes = torch.tensor([augment.train_crop_box(w, h, augs[i], size) if augs[i] is not None
+                              else (0.0, 0.0, float(w), float(h)) for i in index], dtype=torch.float64)
+        resized = resize_boxes(torch.stack([images[i] for i in index]), boxes, size)
+        flips = [k for k, i in enumerate(index) if augs[i] is not None and augs[i].flip]
+        if flips:
+            resized[flips] = resized[flips].flip(-1)
+        out[torch.tensor(index, device=device)] = resized
     return _normalise(out)
 
 
@@ -149,7 +174,7 @@ def decode_batch(batch: dict, options) -> dict:
         augs = [augs[i] for i in keep]
     size = options.image_size
     if decoded:
-        batch["image"] = torch.stack([transform(img, aug, size) for img, aug in zip(decoded, augs)])
+        batch["image"] = transform_batch(decoded, augs, size)
     else:
         batch["image"] = torch.empty(0, 3, size, size, device=device)
     return batch
@@ -173,4 +198,4 @@ def check_available(device) -> Optional[str]:
 
 
 __all__ = ["decode_batch", "decoded_batches", "encoded_frame", "pending_batch", "resample_weights", "resize_box",
-           "transform"]
+           "resize_boxes", "transform", "transform_batch"]
