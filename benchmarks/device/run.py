@@ -207,7 +207,7 @@ def stage_kernels(ctx: dict) -> dict:
             except torch.OutOfMemoryError as exc:
                 row["status"] = f"cut: out of memory ({str(exc).splitlines()[0][:120]})"
             finally:
-                del visual, audio
+                visual = audio = None
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
             print(json.dumps(row), flush=True)
