@@ -44,6 +44,7 @@ def test_dry_run_runs_every_stage(tiny_inputs, tmp_path):
     proc = run_script("--dry-run", "--inputs", str(inputs), "--out", str(out), "--work", str(tmp_path / "work"))
     results = json.loads((out / "results.json").read_text())
     report = proc.stdout[-3000:] + proc.stderr[-3000:] + (out / "log.txt").read_text()[-6000:]
+    print(report)  # shown in full when the test fails (an assertion message is cut short)
     assert list(results["stages"]) == STAGES, report
     for name, stage in results["stages"].items():
         assert stage["status"] == "ok", (name, report)
