@@ -324,7 +324,7 @@ def stage_train(ctx: dict) -> dict:
     bound = None
     for name, runs in results.items():
         rates = sorted(r["samples_per_s"] for r in runs)
-        entry = {"samples_per_s_median": round(rates[len(rates) // 2], 1), "rounds": len(runs)}
+        entry = {"samples_per_s_median": round(rates[len(rates) // 2], 3), "rounds": len(runs)}
         if "data_wait" in runs[0]:
             waits = sorted(r["data_wait"] for r in runs)
             entry["data_wait_pct_median"] = round(100 * waits[len(waits) // 2], 1)
@@ -383,7 +383,7 @@ def stage_evaluate(ctx: dict) -> dict:
         row = evaluate(options)["rows"][0]
         runs.append(s["eval_items"] / (time.perf_counter() - t0))
     return {"items": s["eval_items"], "batch_size": s["eval_batch"], "workers": workers, "device": options.device,
-            "samples_per_s_first": round(runs[0], 1), "samples_per_s": round(runs[-1], 1),
+            "samples_per_s_first": round(runs[0], 3), "samples_per_s": round(runs[-1], 3),
             "ciou_untrained": row.get("ciou")}
 
 
