@@ -9,12 +9,13 @@ on that device as the worker path does them with PIL (avloc.data.augment):
 * the resize is PIL's separable bicubic (a = -0.5) with its antialiasing support and box
   coordinates, built as two weight matrices per image: out = Wy @ img @ Wx^T; like Pillow on
   8-bit images, each pass is rounded and clamped to 0..255, and the pass along the longer side
-  of the box comes first (Pillow's order, found by comparing against it);
+  of the box comes first (which matches Pillow on whole frames to one level; for the near-square
+  train crop boxes Pillow sometimes takes the other order, a few levels in some pixels, mean < 0.3);
 * train mode resizes the random crop box of ``augment.train_crop_box`` to S x S, then flips;
   eval mode resizes the whole frame to S x S.
 
-What remains between the two paths is the JPEG decoders' own difference (IDCT and chroma
-upsampling), a few levels at most on natural images.
+Beyond that, the two paths differ by the JPEG decoders' own difference (nvJPEG's IDCT and chroma
+upsampling against libjpeg's); tests/test_device_decode.py holds both to their tolerances.
 """
 
 from __future__ import annotations
