@@ -24,11 +24,29 @@ SR = schema.SAMPLE_RATE
 
 
 def read_wav(path) -> tuple:
-    """(int16 samples [n, channels], sample rate) as stored in the file."""
-    import soundfile
-
+    """(int16 samples [n, channels], sample rate) as stored in the file. Read with soundfile; where
+    soundfile is not installed, 16-bit PCM wavs are read with the standard library's wave module."""
+    try:
+        import soundfile
+    except ImportError:
+        return _read_pcm16_wav(path)
     data, sr = soundfile.read(str(path), dtype="int16", always_2d=True)
     return data, int(sr)
+
+
+def _read_pcm16_wav(path) -> tuple:
+    import wave
+
+    try:
+        with wave.open(str(path), "rb") as fh:
+            width, channels, sr = fh.getsampwidth(), fh.getnchannels(), fh.getframerate()
+            if width != 2:
+                raise ValueError(f"{path}: {8 * width}-bit wav; without the soundfile package only 16-bit PCM "
+                                 "wavs can be read (pip install soundfile)")
+            frames = fh.readframes(fh.getnframes())
+    except wave.Error as exc:
+        raise ValueError(f"{path}: {exc} (without the soundfile package only 16-bit PCM wavs can be read)") from None
+    return np.frombuffer(frames, dtype="<i2").reshape(-1, channels).astype(np.int16), int(sr)
 
 
 def read_wav_int16_mono(path) -> tuple:

@@ -46,6 +46,14 @@ def build_loader(source, split: str = "train", options: LoaderOptions = LoaderOp
         raise InputError(f"data source {source} is not a directory")
     options.checked()
     backend = resolve_backend(source, options.backend)
+    if options.image_decode == "device":
+        from avloc.data.device_decode import check_available
+
+        why = check_available(options.device) if backend == "torch" else (
+            f"image_decode='device' is an option of the torch shard loader; this source resolves to backend "
+            f"{backend!r} (pass backend='torch')")
+        if why:
+            raise InputError(why)
     if backend == "folder":
         from avloc.data.folder import FolderLoader
 

@@ -19,6 +19,9 @@ from avloc.utils.options import CommandOptions, choice_problem, range_problem
 BACKENDS = ("auto", "dali", "torch", "folder")
 MODES = ("train", "eval")
 BAD_SAMPLE_POLICIES = ("error", "skip")
+# Where the torch shard loader decodes frames: "worker" (PIL in the DataLoader workers) or "device"
+# (the whole batch at once with torchvision's decode_jpeg on the loader's device: nvJPEG on CUDA).
+IMAGE_DECODES = ("worker", "device")
 SHUFFLE_BUFFER = 1024
 # What SpecAugment writes into its masks, in log-spectrogram units (before the division by 12).
 # "zero" is the recipe (METHOD.md §1.2); since the log-spectrogram of audio in [-1, 1] is
@@ -44,6 +47,7 @@ class LoaderOptions(CommandOptions):
     bad_sample: str = "error"  # error: stop, naming the sample; skip: leave it out and count it
     num_workers: int = 2  # DataLoader worker processes (torch, folder); pipeline threads (dali)
     device: Any = "cpu"  # where batches are delivered: cpu, cuda, cuda:N, or a torch.device
+    image_decode: str = "worker"  # torch backend: "device" decodes each batch's JPEGs on the device (nvJPEG on CUDA)
     # how to augment (train mode)
     image_size: int = 224
     spec_mask_fill: str = "zero"  # the value SpecAugment writes: a key of SPEC_MASK_FILLS
@@ -68,7 +72,10 @@ class LoaderOptions(CommandOptions):
     def problems(self) -> List[str]:
         found = (choice_problem("backend", self.backend, BACKENDS) + choice_problem("mode", self.mode, MODES)
                  + choice_problem("bad_sample", self.bad_sample, BAD_SAMPLE_POLICIES)
-                 + choice_problem("spec_mask_fill", self.spec_mask_fill, SPEC_MASK_FILLS))
+                 + choice_problem("spec_mask_fill", self.spec_mask_fill, SPEC_MASK_FILLS)
+                 + choice_problem("image_decode", self.image_decode, IMAGE_DECODES))
+        if self.image_decode == "device" and self.backend in ("dali", "folder"):
+            found.append(f"image_decode='device' is an option of the torch shard loader, not of backend {self.backend!r}")
         for name in ("batch_size", "world_size", "image_size", "shuffle_buffer"):
             found += range_problem(name, getattr(self, name), 1)
         found += range_problem("num_workers", self.num_workers, 0) + range_problem("seed", self.seed, 0)

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from avloc import schema
-from avloc.data import augment
+from avloc.data import augment, device_decode
 from avloc.data.batch import make_batch, parse_meta
 from avloc.data.frame_limits import check_pil_frame_size, frame_size_problem
 from avloc.data.frame_scale import crop_only, jpeg_size
@@ -27,6 +27,7 @@ from avloc.data.loader import ShardLoader
 from avloc.data.options import LoaderOptions
 from avloc.data.shards import buffered_shuffle, rank_plan, rank_samples
 from avloc.data.workers import stream_batches, worker_options
+from avloc.errors import InputError
 
 
 def decode_jpeg_tensor(data: bytes) -> torch.Tensor:
@@ -60,8 +61,17 @@ def decode_image(jpeg: bytes, aug, options: LoaderOptions) -> torch.Tensor:
 
 
 def decode_sample(members: dict, aug, options: LoaderOptions):
-    """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad."""
-    image = decode_image(members[schema.EXT_FRAME], aug, options)
+    """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad.
+    With ``image_decode="device"`` the image stays encoded (avloc.data.device_decode decodes the batch)."""
+    jpeg = members[schema.EXT_FRAME]
+    if options.image_decode == "device":
+        dims = jpeg_size(jpeg)
+        problem = frame_size_problem(dims[1], dims[0]) if dims else None
+        if problem:
+            raise ValueError(problem)
+        image = device_decode.encoded_frame(jpeg)
+    else:
+        image = decode_image(jpeg, aug, options)
     spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug, options.mask_fill)
     label, bbox = parse_meta(members[schema.EXT_META])
     return image, spec, label, bbox
@@ -151,7 +161,7 @@ class EpochBatches(IterableDataset):
     def _build(self, b: int, slots: dict) -> dict:
         o = self.options
         rng = augment.batch_rng(o.seed, self.epoch, o.rank, b) if o.train else None
-        images, specs, keys, labels, bboxes, skipped = [], [], [], [], [], 0
+        images, specs, keys, labels, bboxes, augs, skipped = [], [], [], [], [], [], 0
         for slot in range(len(slots)):
             aug = augment.draw_augment(rng) if rng is not None else None
             members = slots[slot]
@@ -170,11 +180,15 @@ class EpochBatches(IterableDataset):
                 skipped += 1
                 continue
             images.append(image)
+            augs.append(aug)
             specs.append(spec)
             keys.append(key)
             labels.append(label)
             bboxes.append(bbox)
-        batch = make_batch(images, specs, keys, labels, bboxes)
+        if o.image_decode == "device":
+            batch = device_decode.pending_batch(images, augs, specs, keys, labels, bboxes)
+        else:
+            batch = make_batch(images, specs, keys, labels, bboxes)
         batch["_skipped"] = skipped
         batch["_index"] = b
         return batch
@@ -182,6 +196,15 @@ class EpochBatches(IterableDataset):
 
 class TorchShardLoader(ShardLoader):
     backend = "torch"
+
+    def __init__(self, shards, options):
+        import importlib.util
+
+        # checked here: inside the workers a missing reader would look like unreadable tars
+        if importlib.util.find_spec("webdataset") is None:
+            raise InputError("the torch shard loader reads tars with webdataset, which is not installed "
+                             "(pip install 'webdataset>=1.0,<2')")
+        super().__init__(shards, options)
 
     def epoch_dataset(self, start_batch: int) -> EpochBatches:
         o = self.options
@@ -203,4 +226,6 @@ class TorchShardLoader(ShardLoader):
         workers = max(0, min(self.options.num_workers, dataset.num_batches - start))
         batches = DataLoader(dataset, batch_size=None, pin_memory=self.device.type == "cuda",
                              persistent_workers=False, **worker_options(workers))
+        if self.options.image_decode == "device":
+            batches = device_decode.decoded_batches(batches, self.options)
         yield from stream_batches(batches, self)

@@ -44,6 +44,18 @@ def rows_per_chunk(bytes_per_row: int, workspace_bytes: int | None) -> int:
     return max(1, budget // max(1, bytes_per_row))
 
 
+# Loop bounds of the Triton kernels are compile-time constants: a runtime int used as a loop bound is
+# a one-element array under triton 3.6's interpreter, which Python's range() rejects. Each bound is
+# rounded up to whole blocks (lanes past the true size are masked off), so a kernel compiles once per
+# block count, not once per size; the rows loop of the audio gradient rounds up to ROW_STEP rows.
+ROW_STEP = 16
+
+
+def loop_end(size: int, block: int) -> int:
+    """``size`` rounded up to a multiple of ``block`` (at least one block)."""
+    return max(1, -(-int(size) // block)) * block
+
+
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """fp32 for half types and fp32; fp64 stays fp64."""
     return torch.float64 if dtype == torch.float64 else torch.float32

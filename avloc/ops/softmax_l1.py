@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from avloc.ops.dispatch import accumulation_dtype, no_autocast, resolve_impl, rows_per_chunk
+from avloc.ops.dispatch import accumulation_dtype, loop_end, no_autocast, resolve_impl, rows_per_chunk
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,14 @@ def _triton_kernels():
     import triton.language as tl
 
     @triton.jit
-    def rows_forward_kernel(X, Y, DIFF, LSEX, LSEY, C, sxr, sxc, syr, syc, BLOCK_C: tl.constexpr):
+    def rows_forward_kernel(X, Y, DIFF, LSEX, LSEY, C, sxr, sxc, syr, syc, BLOCK_C: tl.constexpr, C_END: tl.constexpr):
         r = tl.program_id(0)
         # a finite floor instead of -inf keeps lanes that only saw padding free of inf - inf
         max_x = tl.full([BLOCK_C], -1e30, tl.float32)
         max_y = tl.full([BLOCK_C], -1e30, tl.float32)
         sum_x = tl.zeros([BLOCK_C], tl.float32)
         sum_y = tl.zeros([BLOCK_C], tl.float32)
-        for c0 in range(0, C, BLOCK_C):
+        for c0 in range(0, C_END, BLOCK_C):
             offs = c0 + tl.arange(0, BLOCK_C)
             mask = offs < C
             x = tl.load(X + r * sxr + offs * sxc, mask=mask, other=-1e30).to(tl.float32)
@@ -81,7 +81,7 @@ def _triton_kernels():
         lse_x = mx + tl.log(tl.sum(sum_x * tl.exp(max_x - mx), axis=0))
         lse_y = my + tl.log(tl.sum(sum_y * tl.exp(max_y - my), axis=0))
         diff = tl.zeros([BLOCK_C], tl.float32)
-        for c0 in range(0, C, BLOCK_C):
+        for c0 in range(0, C_END, BLOCK_C):
             offs = c0 + tl.arange(0, BLOCK_C)
             mask = offs < C
             x = tl.load(X + r * sxr + offs * sxc, mask=mask, other=0.0).to(tl.float32)
@@ -94,13 +94,13 @@ def _triton_kernels():
 
     @triton.jit
     def rows_backward_kernel(X, Y, LSEX, LSEY, DX, DY, C, sxr, sxc, syr, syc, sdxr, sdxc, sdyr, sdyc, scale,
-                             BLOCK_C: tl.constexpr):
+                             BLOCK_C: tl.constexpr, C_END: tl.constexpr):
         r = tl.program_id(0)
         lse_x = tl.load(LSEX + r)
         lse_y = tl.load(LSEY + r)
         ps = tl.zeros([BLOCK_C], tl.float32)
         qs = tl.zeros([BLOCK_C], tl.float32)
-        for c0 in range(0, C, BLOCK_C):
+        for c0 in range(0, C_END, BLOCK_C):
             offs = c0 + tl.arange(0, BLOCK_C)
             mask = offs < C
             p = tl.exp(tl.load(X + r * sxr + offs * sxc, mask=mask, other=float("-inf")).to(tl.float32) - lse_x)
@@ -110,7 +110,7 @@ def _triton_kernels():
             qs += q * s
         p_dot = tl.sum(ps, axis=0) * scale
         q_dot = tl.sum(qs, axis=0) * scale
-        for c0 in range(0, C, BLOCK_C):
+        for c0 in range(0, C_END, BLOCK_C):
             offs = c0 + tl.arange(0, BLOCK_C)
             mask = offs < C
             p = tl.exp(tl.load(X + r * sxr + offs * sxc, mask=mask, other=float("-inf")).to(tl.float32) - lse_x)
@@ -132,7 +132,8 @@ def _triton_rows_forward(x, y):
     fwd, _ = _triton_kernels()
     r, c = x.shape
     out = torch.empty(3, r, dtype=torch.float32, device=x.device)
-    fwd[(r,)](x, y, out[0], out[1], out[2], c, *x.stride(), *y.stride(), BLOCK_C=_block_c(c))
+    block = _block_c(c)
+    fwd[(r,)](x, y, out[0], out[1], out[2], c, *x.stride(), *y.stride(), BLOCK_C=block, C_END=loop_end(c, block))
     return out[0], out[1], out[2]
 
 
@@ -141,8 +142,9 @@ def _triton_rows_backward(x, y, lse_x, lse_y, scale):
     r, c = x.shape
     dx = torch.empty(r, c, dtype=torch.float32, device=x.device)
     dy = torch.empty(r, c, dtype=torch.float32, device=x.device)
+    block = _block_c(c)
     bwd[(r,)](x, y, lse_x.contiguous(), lse_y.contiguous(), dx, dy, c, *x.stride(), *y.stride(), *dx.stride(), *dy.stride(),
-              float(scale), BLOCK_C=_block_c(c))
+              float(scale), BLOCK_C=block, C_END=loop_end(c, block))
     return dx, dy
 
 

@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from avloc.ops.dispatch import accumulation_dtype, no_autocast, resolve_impl, rows_per_chunk
+from avloc.ops.dispatch import ROW_STEP, accumulation_dtype, loop_end, no_autocast, resolve_impl, rows_per_chunk
 
 
 def _check(visual: torch.Tensor, audio: torch.Tensor) -> None:
@@ -90,17 +90,18 @@ def _triton_kernels():
     @triton.jit
     def forward_kernel(V, A, L, IDX, Ba, D, HW, svn, svd, svp, sam, sad, sln, slm, scale,
                        PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                       BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+                       BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                       P_END: tl.constexpr, D_END: tl.constexpr):
         n = tl.program_id(0)
         offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
         m_mask = offs_m < Ba
         best = tl.full([BLOCK_M], float("-inf"), tl.float32)
         best_idx = tl.zeros([BLOCK_M], tl.int32)
-        for p0 in range(0, HW, BLOCK_P):
+        for p0 in range(0, P_END, BLOCK_P):
             offs_p = p0 + tl.arange(0, BLOCK_P)
             p_mask = offs_p < HW
             acc = tl.zeros([BLOCK_P, BLOCK_M], tl.float32)
-            for d0 in range(0, D, BLOCK_D):
+            for d0 in range(0, D_END, BLOCK_D):
                 offs_d = d0 + tl.arange(0, BLOCK_D)
                 d_mask = offs_d < D
                 v = tl.load(V + n * svn + offs_p[:, None] * svp + offs_d[None, :] * svd,
@@ -123,15 +124,16 @@ def _triton_kernels():
     @triton.jit
     def grad_visual_kernel(G, IDX, A, DV, Ba, D, HW, sgn, sgm, sam, sad, svn, svd, svp, scale,
                            PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                           BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+                           BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                           P_END: tl.constexpr, M_END: tl.constexpr):
         n = tl.program_id(0)
         offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         d_mask = offs_d < D
-        for p0 in range(0, HW, BLOCK_P):
+        for p0 in range(0, P_END, BLOCK_P):
             offs_p = p0 + tl.arange(0, BLOCK_P)
             p_mask = offs_p < HW
             acc = tl.zeros([BLOCK_P, BLOCK_D], tl.float32)
-            for m0 in range(0, Ba, BLOCK_M):
+            for m0 in range(0, M_END, BLOCK_M):
                 offs_m = m0 + tl.arange(0, BLOCK_M)
                 m_mask = offs_m < Ba
                 g = tl.load(G + n * sgn + offs_m * sgm, mask=m_mask, other=0.0)
@@ -150,18 +152,20 @@ def _triton_kernels():
     @triton.jit
     def grad_audio_kernel(G, IDX, V, DA, Bv, Ba, D, HW, sgn, sgm, svn, svd, svp, sam, sad, scale,
                           PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-                          BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+                          BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+                          P_END: tl.constexpr, N_END: tl.constexpr):
         offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
         m_mask = offs_m < Ba
         d_mask = offs_d < D
         acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-        for n in range(0, Bv):
-            g = tl.load(G + n * sgn + offs_m * sgm, mask=m_mask, other=0.0)
-            idx = tl.load(IDX + n * sgn + offs_m * sgm, mask=m_mask, other=-1)
-            for p0 in range(0, HW, BLOCK_P):
+        for n in range(0, N_END):
+            row = m_mask & (n < Bv)
+            g = tl.load(G + n * sgn + offs_m * sgm, mask=row, other=0.0)
+            idx = tl.load(IDX + n * sgn + offs_m * sgm, mask=row, other=-1)
+            for p0 in range(0, P_END, BLOCK_P):
                 offs_p = p0 + tl.arange(0, BLOCK_P)
-                p_mask = offs_p < HW
+                p_mask = (offs_p < HW) & (n < Bv)
                 w = tl.where(idx[:, None] == offs_p[None, :], g[:, None], 0.0)
                 v = tl.load(V + n * svn + offs_p[:, None] * svp + offs_d[None, :] * svd,
                             mask=p_mask[:, None] & d_mask[None, :], other=0.0)
@@ -206,7 +210,8 @@ def _triton_forward(visual, audio, tau):
     block_p, block_m, block_d = _blocks(hw, d)
     grid = (bv, triton.cdiv(ba, block_m))
     fwd[grid](visual, audio, logits, index, ba, d, hw, *visual.stride(), *audio.stride(), *logits.stride(), 1.0 / tau,
-              PRECISION=precision, UPCAST=upcast, BLOCK_P=block_p, BLOCK_M=block_m, BLOCK_D=block_d)
+              PRECISION=precision, UPCAST=upcast, BLOCK_P=block_p, BLOCK_M=block_m, BLOCK_D=block_d,
+              P_END=loop_end(hw, block_p), D_END=loop_end(d, block_d))
     return logits, index
 
 
@@ -225,10 +230,12 @@ def _triton_backward(grad, index, visual, audio, tau):
     block_p, block_m, block_d = _blocks(hw, d)
     grad_v_kernel[(bv, triton.cdiv(d, block_d))](
         grad, index, audio, grad_visual, ba, d, hw, *grad.stride(), *audio.stride(), *grad_visual.stride(), 1.0 / tau,
-        PRECISION=precision, UPCAST=upcast, BLOCK_P=block_p, BLOCK_M=block_m, BLOCK_D=block_d)
+        PRECISION=precision, UPCAST=upcast, BLOCK_P=block_p, BLOCK_M=block_m, BLOCK_D=block_d,
+        P_END=loop_end(hw, block_p), M_END=loop_end(ba, block_m))
     grad_a_kernel[(triton.cdiv(ba, block_m), triton.cdiv(d, block_d))](
         grad, index, visual, grad_audio, bv, ba, d, hw, *grad.stride(), *visual.stride(), *grad_audio.stride(), 1.0 / tau,
-        PRECISION=precision, UPCAST=upcast, BLOCK_P=block_p, BLOCK_M=block_m, BLOCK_D=block_d)
+        PRECISION=precision, UPCAST=upcast, BLOCK_P=block_p, BLOCK_M=block_m, BLOCK_D=block_d,
+        P_END=loop_end(hw, block_p), N_END=loop_end(bv, ROW_STEP))
     return grad_visual, grad_audio
 
 

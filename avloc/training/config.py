@@ -19,6 +19,7 @@ import yaml
 from avloc.audio_controls import parse_controls
 from avloc.data.options import BACKENDS as LOADER_CHOICES
 from avloc.data.options import BAD_SAMPLE_POLICIES as BAD_SAMPLE_CHOICES
+from avloc.data.options import IMAGE_DECODES as IMAGE_DECODE_CHOICES
 from avloc.data.options import SPEC_MASK_FILLS
 from avloc.errors import ConfigError
 from avloc.model_config import MAX_DIM
@@ -40,7 +41,7 @@ RECIPE_BATCH = 256  # the published recipe's batch (METHOD.md §4): its loss wei
 # Fields that may differ between a run and its --resume (they do not change what is learned).
 RESUME_MUTABLE = frozenset({"epochs", "log_every", "checkpoint_every", "num_workers", "progress", "tensorboard",
                             "max_steps", "val_batch_size", "nonfinite", "device", "loader", "kernel",
-                            "val_at_start"})
+                            "val_at_start", "image_decode"})
 
 
 def _key(default, meaning: str):
@@ -80,6 +81,8 @@ class TrainConfig:
     image_size: int = _key(224, "square frame size fed to the model")
     loader: str = _key("auto", "input pipeline (auto = dali when it imports, else torch)")
     num_workers: int = _key(2, "loader worker processes per rank")
+    image_decode: str = _key("worker", "torch loader: decode frames in the workers (PIL), or each batch on the "
+                                       "device (torchvision nvJPEG on CUDA; no DALI needed)")
     bad_sample: str = _key("error", "a sample that fails to decode: stop the run or skip it")
     spec_mask_fill: str = _key("zero", "SpecAugment mask value: zero (the recipe) | silence (log of the 1e-7 floor)")
     # runtime
@@ -142,6 +145,7 @@ _CHOICES = {
     "loader": LOADER_CHOICES, "kernel": KERNEL_CHOICES, "device": DEVICE_CHOICES, "precision": PRECISION_CHOICES,
     "batchnorm": BATCHNORM_CHOICES, "nonfinite": NONFINITE_CHOICES, "select_metric": SELECT_CHOICES,
     "upsample": UPSAMPLE_CHOICES, "tensorboard": TENSORBOARD_CHOICES, "bad_sample": BAD_SAMPLE_CHOICES,
+    "image_decode": IMAGE_DECODE_CHOICES,
     "spec_mask_fill": tuple(SPEC_MASK_FILLS), "loss_weight_scaling": LOSS_WEIGHT_SCALING_CHOICES,
     "collapse_action": COLLAPSE_ACTIONS,
 }

@@ -62,7 +62,7 @@ def build_train_loaders(cfg: TrainConfig, shards: Path, device: torch.device, di
     from avloc.data import LoaderOptions, build_loader
 
     common = dict(backend=cfg.loader, device=device, seed=cfg.seed, image_size=cfg.image_size,
-                  num_workers=cfg.num_workers, bad_sample=cfg.bad_sample)
+                  num_workers=cfg.num_workers, bad_sample=cfg.bad_sample, image_decode=cfg.image_decode)
     loader = build_loader(shards, "train", LoaderOptions(
         mode="train", batch_size=local_batch, rank=dist.rank, world_size=dist.world_size, drop_last=cfg.drop_last,
         spec_mask_fill=cfg.spec_mask_fill, **common))
