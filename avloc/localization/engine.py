@@ -214,6 +214,7 @@ def run_source(source: MediaSource, model, *, device="cpu", settings: EngineSett
     finally:
         if bar is not None:
             bar.close()
+    facts = source.facts  # the decoded frames may have corrected the probed rotation
     flags = []
     n_audio = len(source.audio)
     if n_audio < schema.WINDOW_SAMPLES:

@@ -42,14 +42,14 @@ class OverlayVideoWriter:
         self.proc = None
         self.frames = 0
 
-    def command(self, tmp_out: Path) -> list:
+    def command(self, tmp_out: Path, width: int, height: int) -> list:
         from avloc.ffmpeg_bin import ffmpeg_exe
 
         f = self.facts
-        even = f.width % 2 == 0 and f.height % 2 == 0
+        even = width % 2 == 0 and height % 2 == 0
         fmt = "mp4" if self.path.suffix == ".mp4" else "matroska"
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{f.width}x{f.height}",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
                "-framerate", f"{f.fps.numerator}/{f.fps.denominator}", "-i", "pipe:0",
                "-i", "file:" + str(Path(f.audio_path).absolute()),
                "-map", "0:v:0", "-map", "1:a:0", "-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
@@ -59,13 +59,22 @@ class OverlayVideoWriter:
         return cmd + ["-f", fmt, str(tmp_out)]
 
     def __enter__(self):
-        tmp_out = self._stack.enter_context(atomic_path(self.path))
-        self._log = self._stack.enter_context(tempfile.TemporaryFile())
-        self.proc = subprocess.Popen(self.command(tmp_out), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=self._log)
         return self
 
+    def _start(self, width: int, height: int) -> None:
+        """ffmpeg starts with the first frame, whose size is the displayed one (rotation as decoded)."""
+        tmp_out = self._stack.enter_context(atomic_path(self.path))
+        self._log = self._stack.enter_context(tempfile.TemporaryFile())
+        self.proc = subprocess.Popen(self.command(tmp_out, width, height), stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=self._log)
+        self.size = (width, height)
+
     def write(self, t: float, rgb: np.ndarray, heat: np.ndarray, row: dict) -> None:
+        if self.proc is None:
+            self._start(rgb.shape[1], rgb.shape[0])
+        if (rgb.shape[1], rgb.shape[0]) != self.size:
+            raise AvlocError(f"frame size changed mid-stream ({self.size[0]}x{self.size[1]} -> "
+                             f"{rgb.shape[1]}x{rgb.shape[0]}); not supported in {self.path.name}")
         frame = draw_overlay(rgb, heat, text=frame_label(t, row))
         try:
             self.proc.stdin.write(frame.tobytes())
@@ -79,6 +88,8 @@ class OverlayVideoWriter:
         return lines[-1][:300] if lines else "no message"
 
     def __exit__(self, exc_type, exc, tb):
+        if self.proc is None and exc_type is None:
+            raise AvlocError(f"no frame to write into {self.path}")
         try:
             if self.proc is not None:
                 if exc_type is None:
