@@ -74,8 +74,9 @@ def _font(size: int):
 
 
 def annotate(image: np.ndarray, *, text: Optional[str] = None, colour_bar: bool = True,
-             colormap: str = COLORMAP) -> np.ndarray:
-    """Burn a small vertical colour bar (right edge, "high" at the top) and ``text`` (top left) into a copy."""
+             marker: Optional[tuple] = None, colormap: str = COLORMAP) -> np.ndarray:
+    """Burn a small vertical colour bar (right edge, "high" at the top), ``text`` (top left) and a
+    ring at ``marker`` = (x, y) pixels (the heat map's peak) into a copy."""
     from PIL import Image, ImageDraw
 
     img = Image.fromarray(np.ascontiguousarray(image))
@@ -93,6 +94,11 @@ def annotate(image: np.ndarray, *, text: Optional[str] = None, colour_bar: bool 
             tw = draw.textlength(label, font=font)
             draw.text((x1 - 3 * scale - tw, y), label, fill=(255, 255, 255), font=font, stroke_width=1,
                       stroke_fill=(0, 0, 0))
+    if marker is not None:
+        x, y = marker
+        r = max(5, min(w, h) // 30)
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=(0, 0, 0), width=max(3, r // 3))
+        draw.ellipse([x - r, y - r, x + r, y + r], outline=(255, 255, 255), width=max(1, r // 6))
     if text:
         draw.text((4 * scale, 3 * scale), text, fill=(255, 255, 255), font=font, stroke_width=max(1, scale),
                   stroke_fill=(0, 0, 0))
@@ -100,10 +106,10 @@ def annotate(image: np.ndarray, *, text: Optional[str] = None, colour_bar: bool 
 
 
 def draw_overlay(image: np.ndarray, heat: np.ndarray, *, text: Optional[str] = None, alpha: float = DEFAULT_ALPHA,
-                 colour_bar: bool = True, colormap: str = COLORMAP) -> np.ndarray:
-    """The overlay as a picture: blended heat map, colour bar and text (uint8 [H, W, 3])."""
+                 colour_bar: bool = True, marker: Optional[tuple] = None, colormap: str = COLORMAP) -> np.ndarray:
+    """The overlay as a picture: blended heat map, colour bar, text and peak marker (uint8 [H, W, 3])."""
     return annotate(blend_heatmap(image, heat, alpha=alpha, colormap=colormap), text=text,
-                    colour_bar=colour_bar, colormap=colormap)
+                    colour_bar=colour_bar, marker=marker, colormap=colormap)
 
 
 def overlay_figure(image: np.ndarray, heat: np.ndarray, *, gt: Optional[np.ndarray] = None,

@@ -75,7 +75,7 @@ class OverlayVideoWriter:
         if (rgb.shape[1], rgb.shape[0]) != self.size:
             raise AvlocError(f"frame size changed mid-stream ({self.size[0]}x{self.size[1]} -> "
                              f"{rgb.shape[1]}x{rgb.shape[0]}); not supported in {self.path.name}")
-        frame = draw_overlay(rgb, heat, text=frame_label(t, row))
+        frame = draw_overlay(rgb, heat, text=frame_label(t, row), marker=(row["peak_x"], row["peak_y"]))
         try:
             self.proc.stdin.write(frame.tobytes())
         except BrokenPipeError:
@@ -116,7 +116,9 @@ def contact_sheet(result, *, columns: int = 4, title: str = "") -> np.ndarray:
         row = result.rows[k]
         heat = result.heatmap(k)
         overlay = blend_heatmap(thumb, heat)
-        cells.append(annotate(overlay, text=frame_label(row["time"], row).strip(), colour_bar=not cells))
+        scale = thumb.shape[1] / result.facts.width
+        cells.append(annotate(overlay, text=frame_label(row["time"], row).strip(), colour_bar=not cells,
+                              marker=(row["peak_x"] * scale, row["peak_y"] * scale)))
     if not cells:
         raise AvlocError("nothing to draw: no instant was computed")
     h, w = cells[0].shape[:2]
