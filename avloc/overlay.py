@@ -47,21 +47,38 @@ def resize_heat(heat, height: int, width: int) -> np.ndarray:
     return out.clamp_(0.0, 1.0).numpy()
 
 
+def heat_levels(heat: np.ndarray) -> np.ndarray:
+    """A map in [0, 1] -> uint8 levels 0..255 (what the colour map is indexed by)."""
+    return (np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=8)
+def _blend_tables(alpha: float, colormap: str) -> tuple:
+    """Per level: the picture's weight and the premultiplied colour, in 1/256 units (uint16)."""
+    weight = np.round(alpha * np.arange(256) / 255.0 * 256.0).astype(np.uint16)  # 0..256
+    colour = weight[:, None] * colormap_lut(colormap).astype(np.uint16)
+    return (256 - weight).astype(np.uint16), colour
+
+
 def blend_heatmap(image: np.ndarray, heat: np.ndarray, *, alpha: float = DEFAULT_ALPHA,
                   colormap: str = COLORMAP) -> np.ndarray:
-    """uint8 [H, W, 3] picture + heat [h, w] in [0, 1] -> uint8 [H, W, 3] overlay.
+    """uint8 [H, W, 3] picture + heat map -> uint8 [H, W, 3] overlay.
 
-    The heat map is resized to the picture when sizes differ. Each pixel is
-    ``(1 - a) * picture + a * colour(heat)`` with ``a = alpha * heat``.
+    ``heat``: floats in [0, 1], or uint8 levels (``heat_levels``); resized to the picture when the
+    sizes differ. Each pixel is ``(1 - a) * picture + a * colour(heat)`` with ``a = alpha * heat``,
+    computed in 8.8 fixed point (exact to one level).
     """
     image = np.asarray(image)
     h, w = image.shape[:2]
-    heat = resize_heat(heat, h, w)
-    levels = np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    colour = colormap_lut(colormap)[levels].astype(np.float32)
-    a = (alpha * heat)[..., None].astype(np.float32)
-    out = image.astype(np.float32) * (1.0 - a) + colour * a
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    if heat.dtype != np.uint8:
+        heat = heat_levels(resize_heat(heat, h, w))
+    elif heat.shape != (h, w):
+        heat = heat_levels(resize_heat(heat.astype(np.float32) / 255.0, h, w))
+    keep, colour = _blend_tables(float(alpha), colormap)
+    out = image.astype(np.uint16) * keep[heat][..., None]
+    out += colour[heat]
+    out += 128
+    return (out >> 8).astype(np.uint8)
 
 
 def _font(size: int):

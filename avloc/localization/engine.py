@@ -144,10 +144,24 @@ class _Run:
 
     # -- drawing
     def heat_at(self, k: int) -> np.ndarray:
+        """Instant k's displayed map as uint8 levels (avloc.overlay.heat_levels), cached while frames need it."""
         if k not in self.display:
+            from avloc.overlay import heat_levels
+
             facts = self.source.facts
-            self.display[k] = measure.display_map(self.maps[k], facts.width, facts.height, self.s.upsample)
+            heat = measure.display_map(self.maps[k], facts.width, facts.height, self.s.upsample)
+            self.display[k] = heat_levels(heat).astype(np.uint16)
         return self.display[k]
+
+    def blended(self, k0: int, k1: int, w: float) -> np.ndarray:
+        """Levels of the two instants' maps mixed linearly (weight w on k1), in 8.8 fixed point."""
+        if k1 == k0 or w <= 0.0:
+            return self.heat_at(k0).astype(np.uint8)
+        w8 = int(round(w * 256))
+        mixed = self.heat_at(k0) * (256 - w8)
+        mixed += self.heat_at(k1) * w8
+        mixed += 128
+        return (mixed >> 8).astype(np.uint8)
 
     def flush(self, final: bool = False) -> None:
         if self.renderer is None:
@@ -160,9 +174,9 @@ class _Run:
             done = len(self.maps)
             if done > k1:
                 w = 0.0 if k1 == k0 else min(1.0, max(0.0, (t - self.times[k0]) / every))
-                heat = self.heat_at(k0) if w == 0.0 else (1.0 - w) * self.heat_at(k0) + w * self.heat_at(k1)
+                heat = self.blended(k0, k1, w)
             elif done > k0 and (final or self.waiting_bytes > self.s.max_buffer_mb * 2**20):
-                heat = self.heat_at(k0)
+                heat = self.blended(k0, k0, 0.0)
                 self.held += 1
             else:
                 return
@@ -205,7 +219,8 @@ class _Run:
 
 def run_source(source: MediaSource, model, *, device="cpu", settings: EngineSettings = EngineSettings(),
                renderer=None, progress: bool = False) -> LocalizeResult:
-    """Localise one opened source; ``renderer.write(t, rgb, heat, row)`` gets every frame when given."""
+    """Localise one opened source; ``renderer.write(t, rgb, heat_levels, row)`` gets every frame when given
+    (``heat_levels``: the displayed map as uint8 levels, ``avloc.overlay.heat_levels``)."""
     facts = source.facts
     bar = Progress(source.expected_frames(), f"localize {facts.path}", "frame") if progress else None
     run = _Run(source, model, torch.device(device), settings, renderer, bar)
