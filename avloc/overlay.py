@@ -146,8 +146,11 @@ def overlay_figure(image: np.ndarray, heat: np.ndarray, *, gt: Optional[np.ndarr
 
     image = np.asarray(image)
     h, w = image.shape[:2]
-    fig_h = width_in / 2 * h / w + (0.45 if title else 0.15)
-    fig, axes = plt.subplots(1, 2, figsize=(width_in, fig_h), gridspec_kw={"wspace": 0.04})
+    fig_h = width_in / 2.1 * h / w + (0.45 if title else 0.15)
+    fig = plt.figure(figsize=(width_in, fig_h))
+    grid = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.035], wspace=0.04, left=0.01, right=0.93, bottom=0.03,
+                            top=0.88 if title else 0.97)
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
     axes[0].imshow(image)
     axes[1].imshow(blend_heatmap(image, heat, alpha=alpha))
     for mask, style in ((gt, dict(colors="white", linewidths=1.4)),
@@ -156,12 +159,11 @@ def overlay_figure(image: np.ndarray, heat: np.ndarray, *, gt: Optional[np.ndarr
             axes[1].contour(_nearest(np.asarray(mask) > 0, h, w), levels=[0.5], **style)
     for ax in axes:
         ax.set_axis_off()
-    bar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=COLORMAP), ax=axes[1], fraction=0.046, pad=0.02)
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=COLORMAP), cax=fig.add_subplot(grid[0, 2]))
     bar.ax.tick_params(labelsize=6)
     bar.set_label("heat (min-max)", fontsize=6)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.subplots_adjust(left=0.01, right=0.93, bottom=0.02, top=0.9 if title else 0.98)
     return fig
 
 

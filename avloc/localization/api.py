@@ -19,6 +19,7 @@ from avloc.errors import InputError
 from avloc.localization import outputs, render
 from avloc.localization.engine import EngineSettings, LocalizeResult, run_source
 from avloc.localization.source import SourceError, open_source
+from avloc.utils.atomic import remove_stale_temps
 
 
 def load_model(checkpoint, device):
@@ -56,6 +57,8 @@ def localize_into(path, model, *, device, settings: EngineSettings, out: Optiona
             files = []
         else:
             out = Path(out)
+            if out.is_dir():
+                remove_stale_temps(out)  # left by a killed run
             name = render.video_name(source.facts)
             with render.OverlayVideoWriter(out / name, source.facts) as writer:
                 result = run_source(source, model, device=device, settings=settings, renderer=writer,
