@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from typing import Optional
 
 import numpy as np
 import torch
