@@ -253,12 +253,12 @@ def test_json_only_writes_numbers_only(tmp_path, checkpoint):
 def test_folder_run_lists_bad_inputs_processes_the_rest_and_resumes(tmp_path, checkpoint):
     clips = tmp_path / "clips"
     (clips / "sub").mkdir(parents=True)
-    make_video(clips / "a.mp4", square_frames(64, 48, 10, lambda i: (1, 1, 9, 9)), 10, tone(1.0))
-    make_video(clips / "sub" / "b.mkv", square_frames(66, 50, 10, lambda i: (1, 1, 9, 9)), 10, tone(1.0))
+    make_video(clips / "a.mp4", square_frames(64, 48, 5, lambda i: (1, 1, 9, 9)), 10, tone(0.5))
+    make_video(clips / "sub" / "b.mkv", square_frames(66, 50, 5, lambda i: (1, 1, 9, 9)), 10, tone(0.5))
     (clips / "broken.mp4").write_bytes(b"not a video at all" * 100)
     out = tmp_path / "out"
-    args = ["localize", str(clips), "--checkpoint", str(checkpoint), "--out", str(out), "--image-size", "64",
-            "--no-progress"]
+    args = ["localize", str(clips), "--checkpoint", str(checkpoint), "--out", str(out), "--image-size", "32",
+            "--every", "1", "--no-progress"]
     r = invoke(args)
     assert r.exit_code == 1
     assert "broken.mp4: corrupt_file" in r.output and "1 of 3 inputs failed" in r.output
@@ -276,7 +276,7 @@ def test_folder_run_lists_bad_inputs_processes_the_rest_and_resumes(tmp_path, ch
     assert [p.stat().st_mtime_ns for p in done] == stamps
 
     # a changed input (or changed settings) is done again; an incomplete output too
-    make_video(clips / "a.mp4", square_frames(64, 48, 12, lambda i: (1, 1, 9, 9)), 10, tone(1.2))
+    make_video(clips / "a.mp4", square_frames(64, 48, 6, lambda i: (1, 1, 9, 9)), 10, tone(0.6))
     (out / "sub" / "b_mkv" / "sheet.png").unlink()
     r = invoke(args)
     assert r.exit_code == 0, r.output
