@@ -17,8 +17,9 @@ from avloc.tools.synth.tracking import score_tracking, write_tracking_clip
 
 pytestmark = pytest.mark.slow
 
-# measured with the default demo's best.pt: see benchmarks/results/localize-cpu.md
-MIN_HIT_RATE = 0.5
+# measured with the default demo's best.pt: 40/44 = 0.91 (benchmarks/results/localize-cpu.md); the margin
+# leaves room for a demo trained on other hardware
+MIN_HIT_RATE = 0.7
 
 
 @pytest.fixture(scope="module")
