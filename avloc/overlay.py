@@ -1,4 +1,4 @@
-"""Drawing heat maps over pictures: the one helper behind every overlay avloc writes.
+"""Drawing heat maps over pictures: the one module behind every overlay avloc writes.
 
 ``localize`` (videos and contact sheets), ``evaluate``'s overlay PNGs and the demo (through
 evaluate) all draw with these functions, so a heat map looks the same everywhere:

@@ -373,7 +373,7 @@ def test_library_needs_a_model_or_a_checkpoint(tmp_path):
         avloc.localize(tmp_path / "x.mp4")
 
 
-# ---------------------------------------------------------------- the overlay helper
+# ---------------------------------------------------------------- avloc.overlay
 
 
 def test_blend_keeps_the_picture_where_the_map_is_low_and_colours_it_where_high():
