@@ -21,6 +21,7 @@ COMMANDS = {
     "train": ("avloc.commands.train", "Train FNAC from shards (single process, or torchrun/--nproc)."),
     "evaluate": ("avloc.commands.evaluate", "Score a checkpoint on AVSBench, VGG-SS or Flickr-SoundNet."),
     "bench-throughput": ("avloc.commands.bench", "Measure every stage side by side against its baseline."),
+    "localize": ("avloc.commands.localize", "Show where the sound comes from in any video, with a trained model."),
     "demo": ("avloc.commands.demo", "Synthesise clips, shard, train and evaluate end to end."),
 }
 

@@ -35,9 +35,10 @@ def load_frame(path, image_size: int = 224) -> torch.Tensor:
         return augment.eval_image(img, image_size)
 
 
-def load_frame_rgb(path, size: int = 224) -> np.ndarray:
-    """uint8 [size, size, 3] for overlays (same resize as the model input)."""
+def load_frame_rgb(path, size=224) -> np.ndarray:
+    """uint8 [size, size, 3] (same resize as the model input), or the frame as stored when ``size`` is None."""
     from PIL import Image
 
     with Image.open(path) as img:
-        return np.asarray(img.convert("RGB").resize((size, size), Image.BICUBIC))
+        rgb = img.convert("RGB")
+        return np.asarray(rgb if size is None else rgb.resize((size, size), Image.BICUBIC))

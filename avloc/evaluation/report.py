@@ -84,33 +84,15 @@ def choose_overlays(cious: np.ndarray, n: int, seed: int = 0) -> list:
     return out
 
 
-def _overlay_figure(frame_rgb, heat, gt, title):
-    import matplotlib
-    import torch
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 3.4))
-    ax.imshow(frame_rgb)
-    ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    if gt.max() > 0:
-        ax.contour(gt > 0, levels=[0.5], colors="white", linewidths=1.5)
-    pred = metrics.threshold_masks(torch.from_numpy(heat[None]))[0].numpy()
-    ax.contour(pred, levels=[0.5], colors="black", linewidths=0.8, linestyles="dashed")
-    ax.set_title(title, fontsize=7)
-    ax.axis("off")
-    fig.tight_layout()
-    return fig
-
-
 def write_overlays(out_dir: Path, results: dict, per_sample: dict, items: list, raw_maps: dict, upsample: str,
                    n: int, seed: int = 0) -> list:
-    """Heat map over the frame, GT outline (white), predicted region outline (dashed), for best/worst/random."""
+    """Frame | heat-map overlay (avloc.overlay) in the frame's own aspect ratio, GT outline (white),
+    predicted region outline (dashed), for best/worst/random."""
     import matplotlib.pyplot as plt
     import torch
 
     from avloc.evaluation import media
+    from avloc.overlay import overlay_figure
 
     id_to_index = {it.id: i for i, it in enumerate(items)}
     cious = np.asarray(per_sample["ciou"])
@@ -118,12 +100,13 @@ def write_overlays(out_dir: Path, results: dict, per_sample: dict, items: list, 
     for rank, (kind, pos) in enumerate(choose_overlays(cious, n, seed)):
         item = items[id_to_index[per_sample["id"][pos]]]
         raw = torch.from_numpy(raw_maps[id_to_index[item.id]][None])
-        heat = metrics.minmax_normalise(metrics.upsample_maps(raw, upsample))[0].numpy()
+        heat, pred = metrics.prediction_masks(raw, upsample)
         try:
-            frame = media.load_frame_rgb(item.frame)
+            frame = media.load_frame_rgb(item.frame, size=None)
         except Exception:  # an overlay is illustration only; the item was already scored
             continue
-        fig = _overlay_figure(frame, heat, item.gt_map(), f"{kind}: {item.id}  cIoU {cious[pos]:.3f}")
+        fig = overlay_figure(frame, heat[0].numpy(), gt=item.gt_map(), pred=pred[0].numpy(),
+                             title=f"{kind}: {item.id}  cIoU {cious[pos]:.3f}")
         path = out_dir / f"{rank:02d}_{kind}_{item.id}.png"
         _save_figure(fig, path)
         plt.close(fig)

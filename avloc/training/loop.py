@@ -289,6 +289,7 @@ class TrainingRun:
             self.save_best(epoch, result)
         self.metrics_write("val", step=trainer.step, epoch=epoch, samples_seen=trainer.samples_seen,
                            selection_metric=metric, improved=improved, seconds=time.perf_counter() - t0, **result)
+        self._write_curves()
         shown = {k: v for k, v in result.items() if k.endswith("_ap50") or k in ("val_auc", "val_retrieval_a2i",
                                                                                "val_loss", "val_audio_cos")}
         when = f"after epoch {epoch + 1}" if epoch >= 0 else "before training (untrained model, reference only)"
@@ -296,6 +297,19 @@ class TrainingRun:
                     + (f" -> best.pt ({metric} {value:.4g})" if improved else ""))
         if result.get("val_uses_sound") is False and epoch >= 0:
             warn(f"validation after epoch {epoch + 1}: {result['val_audio_verdict']}")
+
+    def _write_curves(self) -> None:
+        """curves.png after each validation (rank 0); a drawing failure is a warning, never the run's end."""
+        if self.metrics is None:
+            return
+        from avloc.training.curves import write_curves
+
+        try:
+            write_curves(self.run_dir)
+        except Exception as exc:  # matplotlib/font/disk trouble must not stop training
+            from avloc.utils.system import first_line
+
+            warn(f"could not draw {self.run_dir / 'curves.png'}: {first_line(exc)}")
 
     def _end_epoch(self, epoch: int) -> None:
         cfg = self.cfg
