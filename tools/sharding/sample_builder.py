@@ -36,6 +36,7 @@ from avloc.tools.sharding.decode import DEFAULT_DECODER, DecodeFailure, make_dec
 
 SILENCE_PEAK = 1e-4  # -80 dBFS on the [-1, 1] scale
 _MEMORY_ERROR = "Cannot allocate memory"
+_ALLOCATION_FAILED = ("allocate memory", "ArrowMemoryError", "malloc of size", "out of memory")
 MIN_FRAME_SIDE = 16
 TRUNCATION_TOLERANCE_S = 0.25  # decoded audio this much shorter than the stream declares: audio_truncated  # a decoded frame whose shorter side is below this is refused (frame_too_small)
 
@@ -167,6 +168,8 @@ class SampleBuilder:
         except Exception as exc:  # a bug or an unexpected library error: recorded, the run goes on
             outcome.status, outcome.reason = "failed", "internal_error"
             outcome.detail = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1][:300]
+            if any(text in outcome.detail for text in _ALLOCATION_FAILED):  # torch/arrow words for MemoryError
+                outcome.reason = "memory_limit"
             outcome.members = outcome.meta = None
         outcome.timings["total_s"] = time.perf_counter() - t0
         return outcome

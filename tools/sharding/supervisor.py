@@ -120,6 +120,9 @@ def _worker_main(jobs, messages, limits: WorkerLimits, parent_pid, umask: int) -
         torch.set_num_threads(1)  # the per-clip spectrogram is tiny; a thread pool costs more than it saves
     except Exception:
         pass
+    from avloc.tools.sharding.sample_builder import preload
+
+    preload()  # first calls reserve memory (allocator arenas): part of the resting size, not of a clip
     bound_memory(limits.clip_memory_mb)
     while True:
         try:
