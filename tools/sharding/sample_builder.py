@@ -90,6 +90,7 @@ class SampleOutcome:
     meta: Optional[schema.SampleMeta] = None
     timings: dict = dataclasses.field(default_factory=dict)  # decode_s, spec_s, encode_s, total_s
     rotation: int = 0
+    out_of_memory: bool = False  # an allocation failed (not the size check): the process may be damaged
 
 
 _warm = False
@@ -159,17 +160,17 @@ class SampleBuilder:
         except DecodeFailure as exc:
             outcome.status, outcome.reason, outcome.detail = "failed", exc.reason, exc.detail
             if _MEMORY_ERROR in (exc.detail or ""):  # ffmpeg or libav ran out of the worker's memory bound
-                outcome.reason = "memory_limit"
+                outcome.reason, outcome.out_of_memory = "memory_limit", True
             outcome.members = outcome.meta = None
         except MemoryError as exc:  # the worker's memory bound (``supervisor``) stopped this clip
-            outcome.status, outcome.reason = "failed", "memory_limit"
+            outcome.status, outcome.reason, outcome.out_of_memory = "failed", "memory_limit", True
             outcome.detail = f"the clip needed more memory than the worker's bound allows ({type(exc).__name__})"
             outcome.members = outcome.meta = None
         except Exception as exc:  # a bug or an unexpected library error: recorded, the run goes on
             outcome.status, outcome.reason = "failed", "internal_error"
             outcome.detail = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1][:300]
             if any(text in outcome.detail for text in _ALLOCATION_FAILED):  # torch/arrow words for MemoryError
-                outcome.reason = "memory_limit"
+                outcome.reason, outcome.out_of_memory = "memory_limit", True
             outcome.members = outcome.meta = None
         outcome.timings["total_s"] = time.perf_counter() - t0
         return outcome
