@@ -36,6 +36,7 @@ from avloc.tools.sharding.decode import DEFAULT_DECODER, DecodeFailure, make_dec
 
 SILENCE_PEAK = 1e-4  # -80 dBFS on the [-1, 1] scale
 _MEMORY_ERROR = "Cannot allocate memory"
+_ALLOCATION_FAILED = ("allocate memory", "ArrowMemoryError", "malloc of size", "out of memory")
 MIN_FRAME_SIDE = 16
 TRUNCATION_TOLERANCE_S = 0.25  # decoded audio this much shorter than the stream declares: audio_truncated  # a decoded frame whose shorter side is below this is refused (frame_too_small)
 
@@ -91,6 +92,7 @@ class SampleOutcome:
     meta: Optional[schema.SampleMeta] = None
     timings: dict = dataclasses.field(default_factory=dict)  # decode_s, spec_s, encode_s, total_s
     rotation: int = 0
+    out_of_memory: bool = False  # an allocation failed (not the size check): the process may be damaged
 
 
 _warm = False
@@ -152,15 +154,17 @@ class SampleBuilder:
         except DecodeFailure as exc:
             outcome.status, outcome.reason, outcome.detail = "failed", exc.reason, exc.detail
             if _MEMORY_ERROR in (exc.detail or ""):  # ffmpeg or libav ran out of the worker's memory bound
-                outcome.reason = "memory_limit"
+                outcome.reason, outcome.out_of_memory = "memory_limit", True
             outcome.members = outcome.meta = None
         except MemoryError as exc:  # the worker's memory bound (``supervisor``) stopped this clip
-            outcome.status, outcome.reason = "failed", "memory_limit"
+            outcome.status, outcome.reason, outcome.out_of_memory = "failed", "memory_limit", True
             outcome.detail = f"the clip needed more memory than the worker's bound allows ({type(exc).__name__})"
             outcome.members = outcome.meta = None
         except Exception as exc:  # a bug or an unexpected library error: recorded, the run goes on
             outcome.status, outcome.reason = "failed", "internal_error"
             outcome.detail = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1][:300]
+            if any(text in outcome.detail for text in _ALLOCATION_FAILED):  # torch/arrow words for MemoryError
+                outcome.reason, outcome.out_of_memory = "memory_limit", True
             outcome.members = outcome.meta = None
         outcome.timings["total_s"] = time.perf_counter() - t0
         return outcome

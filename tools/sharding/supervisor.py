@@ -120,6 +120,9 @@ def _worker_main(jobs, messages, limits: WorkerLimits, parent_pid, umask: int) -
         torch.set_num_threads(1)  # the per-clip spectrogram is tiny; a thread pool costs more than it saves
     except Exception:
         pass
+    from avloc.tools.sharding.sample_builder import preload
+
+    preload()  # first calls reserve memory (allocator arenas): part of the resting size, not of a clip
     bound_memory(limits.clip_memory_mb)
     while True:
         try:
@@ -128,8 +131,9 @@ def _worker_main(jobs, messages, limits: WorkerLimits, parent_pid, umask: int) -
             return
         if job is None:
             return
+
         def report(outcome) -> None:
-            if outcome.reason == "memory_limit" and outcome.key not in job.known_failed:
+            if outcome.out_of_memory and outcome.key not in job.known_failed:
                 messages.send(("memory", outcome.detail))
                 os._exit(3)  # a fresh worker rebuilds the shard with this clip marked failed
             messages.send(("clip_done", outcome.status != "ok"))
