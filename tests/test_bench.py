@@ -147,7 +147,8 @@ def test_options_list_every_problem(tmp_path):
     from avloc.errors import ConfigError
 
     (tmp_path / "clips").mkdir()
-    assert BenchOptions(shards=None).checked().names == ("shard", "loaders", "kernels", "train", "evaluate")
+    assert BenchOptions(shards=None).checked().names == ("shard", "loaders", "kernels", "train", "evaluate",
+                                                         "rehearsal")
     with pytest.raises(ConfigError) as err:
         BenchOptions(scenario="nope", shards=tmp_path / "clips").checked()
     assert len(err.value.problems) == 2 and "is not a shards folder" in err.value.problems[1]

@@ -18,6 +18,7 @@ EXAMPLES = {
     "evaluate": "avloc evaluate --benchmark vggss --data-root ",
     "bench-throughput": "avloc bench-throughput --quick",
     "demo": "avloc demo --out ",
+    "localize": "avloc localize street.mp4 --checkpoint ",
 }
 
 

@@ -105,7 +105,8 @@ def test_card_states_the_set(built):
     assert layout["schema_version"] == schema.SCHEMA_VERSION and layout["audio_member"] == "audio.npy"
     for split in schema.SPLITS:
         assert f"| {split} | {summary['counts'][split]} | {len(summary['shards'][split])} |" in body
-    for fact in ("`<f2`", "257 x T", "frequency x time", "natural log", "divided by 12", "shorter side (px): 256",
+    for fact in ("`<f2`", "257 x T", "frequency x time", "natural log", "divided by 12",
+                 f"shorter side (px): {summary['frame']['short_side']}",
                  "JPEG quality: 95", "time in the clip", schema.RECIPE_HASH, "import webdataset", "load_dataset",
                  "fn.readers.webdataset", "duckdb.sql"):
         assert fact in body, fact
