@@ -18,7 +18,7 @@ from avloc.bench.harness import BenchContext, Record, fill_ratios, load_average,
 from avloc.errors import InputError
 from avloc.utils.options import CommandOptions, choice_problem
 from avloc.utils.progress import log
-from avloc.utils.system import first_line
+from avloc.utils.system import first_line, pid_alive
 
 SCENARIOS = ("shard", "loaders", "kernels", "train", "evaluate", "rehearsal")
 SCENARIO_CHOICES = SCENARIOS + ("all",)
@@ -93,16 +93,6 @@ def sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_workdirs(parent=None) -> int:
     """Remove scratch folders of runs that were killed (SIGKILL leaves no chance to clean up): a
     folder is named after its run's process id, and is stale once that process is gone."""
@@ -111,7 +101,7 @@ def remove_stale_workdirs(parent=None) -> int:
     for folder in parent.glob(f"{WORKDIR_PREFIX}*"):
         m = re.match(rf"^{re.escape(WORKDIR_PREFIX)}(\d+)-", folder.name)
         if (m and folder.is_dir() and not folder.is_symlink() and not (folder / KEEP_MARKER).exists()
-                and not _pid_alive(int(m.group(1)))):
+                and not pid_alive(int(m.group(1)))):
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed

@@ -38,3 +38,14 @@ def resolve_device(device: str = "auto", local_rank: int = 0):
     if name != "cpu":
         raise InputError(f"device must be one of {DEVICE_CHOICES} (or cuda:N), got {device!r}")
     return torch.device("cpu")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

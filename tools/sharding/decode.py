@@ -43,6 +43,7 @@ from typing import Optional
 import numpy as np
 
 from avloc import schema
+from avloc.utils.system import pid_alive
 
 DECODERS = ("ffmpeg", "pyav")
 DEFAULT_DECODER = "pyav"  # the faster; the worker supervisor gives it the time limit and memory bound
@@ -293,7 +294,7 @@ def remove_orphan_frames(folder: Optional[str] = None) -> int:
         return 0
     for name in names:
         m = _FRAME_FILE.match(name)
-        if not m or _pid_alive(int(m.group(1))):
+        if not m or pid_alive(int(m.group(1))):
             continue
         try:
             os.unlink(os.path.join(folder, name))
@@ -301,16 +302,6 @@ def remove_orphan_frames(folder: Optional[str] = None) -> int:
         except OSError:
             pass
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _expected_audio_samples(stream) -> Optional[int]:
