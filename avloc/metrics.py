@@ -336,13 +336,9 @@ def average_precision(confidence, cious, sounding=None, iou: float = AP_THRESHOL
     to at most ``max_thresholds``). At each: precision = TP / kept, recall = TP / sounding units.
     Precision is made monotone (max over higher recall); AP = sum over the thresholds of
     precision x (recall - previous recall), starting from recall 0. NaN when nothing sounds."""
-    conf = np.asarray(confidence, dtype=np.float64)
-    c = np.asarray(cious, dtype=np.float64)
-    sound = np.ones(len(conf), bool) if sounding is None else np.asarray(sounding, dtype=bool)
-    n_pos = int(sound.sum())
+    conf, tp, n_pos = _confident_hits(confidence, cious, sounding, iou)
     if len(conf) == 0 or n_pos == 0:
         return math.nan
-    tp = sound & (np.nan_to_num(c, nan=-1.0) >= iou)
     thresholds = np.unique(conf)[::-1]
     if len(thresholds) > max_thresholds:
         thresholds = thresholds[np.linspace(0, len(thresholds) - 1, max_thresholds).round().astype(int)]
@@ -352,6 +348,14 @@ def average_precision(confidence, cious, sounding=None, iou: float = AP_THRESHOL
     return float(np.sum(precision * steps))
 
 
+def _confident_hits(confidence, cious, sounding, iou: float):
+    """(confidences, true-positive mask = sounding and cIoU >= ``iou``, number of sounding units)."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    c = np.asarray(cious, dtype=np.float64)
+    sound = np.ones(len(conf), bool) if sounding is None else np.asarray(sounding, dtype=bool)
+    return conf, sound & (np.nan_to_num(c, nan=-1.0) >= iou), int(sound.sum())
+
+
 def max_f1(confidence, cious, sounding=None, iou: float = AP_THRESHOLD, steps: int = F1_THRESHOLD_STEPS) -> float:
     """The best F1 over the confidence thresholds at every tenth of the sorted confidences.
 
@@ -359,13 +363,9 @@ def max_f1(confidence, cious, sounding=None, iou: float = AP_THRESHOLD, steps: i
     At each: kept = confidence >= threshold; TP = kept, sounding and cIoU >= ``iou``;
     precision = TP / kept; recall = TP / sounding units (an unconfident sounding unit is a false
     negative, a confident non-sounding one a false positive); F1 = 2PR / (P + R), 0 when P + R = 0."""
-    conf = np.asarray(confidence, dtype=np.float64)
-    c = np.asarray(cious, dtype=np.float64)
-    sound = np.ones(len(conf), bool) if sounding is None else np.asarray(sounding, dtype=bool)
-    n_pos = int(sound.sum())
+    conf, tp, n_pos = _confident_hits(confidence, cious, sounding, iou)
     if len(conf) == 0 or n_pos == 0:
         return math.nan
-    tp = sound & (np.nan_to_num(c, nan=-1.0) >= iou)
     ordered = np.sort(conf)
     thresholds = ordered[[(k * len(ordered)) // steps for k in range(steps)]]
     precision, recall = _pr_curve(conf, tp, n_pos, thresholds)
