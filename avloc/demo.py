@@ -37,7 +37,7 @@ class DemoOptions(CommandOptions):
     val_fraction: float = 0.15
     eval_items: int = 100
     epochs: int = 6
-    image_size: int = 128
+    image_size: int = 160  # the from-scratch preset's; a 10x10 map with its three-stage trunk
     loader: str = "auto"
     decoder: str = "pyav"
     seed: int = 0

@@ -1,7 +1,8 @@
 """The FNAC audio-visual network (METHOD.md §2).
 
 Visual: ResNet-18 trunk (no avgpool/fc) -> 512 x h x w map -> dropout -> 1x1 conv to D ->
-L2-normalised at every position. Audio: ResNet-18 with a 1-channel 7x7/2 stem, global max
+L2-normalised at every position. ``visual_stages=3`` (not the published model) stops the trunk
+after layer3: a 256-channel map at stride 16, whose cells see less of the frame each. Audio: ResNet-18 with a 1-channel 7x7/2 stem, global max
 pooling -> dropout -> linear to D -> L2-normalised. The map size follows the input size.
 """
 
@@ -14,9 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from avloc.errors import InputError
-from avloc.model_config import MAX_DIM
+from avloc.model_config import MAX_DIM, VISUAL_STAGES
 
 _TRUNK_CHANNELS = 512
+_STAGE_CHANNELS = {3: 256, 4: 512}
 
 
 def init_fnac_(module: nn.Module) -> None:
@@ -35,14 +37,14 @@ def init_fnac_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _resnet18_trunk(in_channels: int = 3) -> nn.Sequential:
-    """torchvision ResNet-18 up to layer4 (avgpool and fc dropped); optional 1-channel stem."""
+def _resnet18_trunk(in_channels: int = 3, stages: int = 4) -> nn.Sequential:
+    """torchvision ResNet-18 up to layer``stages`` (avgpool and fc dropped); optional 1-channel stem."""
     from torchvision.models import resnet18
 
     net = resnet18(weights=None)
     if in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+    return nn.Sequential(*(getattr(net, name) for name in _TRUNK_NAMES[:4 + stages]))
 
 
 # Sequential indices of the trunk -> torchvision resnet attribute names (for loading weights).
@@ -90,14 +92,15 @@ def resnet18_state_from_file(path: Path) -> dict:
 
 
 class VisualEncoder(nn.Module):
-    def __init__(self, dim: int = 512, dropout: float = 0.9):
+    def __init__(self, dim: int = 512, dropout: float = 0.9, stages: int = 4):
         super().__init__()
-        self.trunk = _resnet18_trunk(3)
+        self.trunk = _resnet18_trunk(3, stages)
         self.dropout = nn.Dropout(p=dropout)
-        self.proj = nn.Conv2d(_TRUNK_CHANNELS, dim, kernel_size=1)
+        self.proj = nn.Conv2d(_STAGE_CHANNELS[stages], dim, kernel_size=1)
 
     def load_trunk(self, state: dict, source: str) -> None:
-        mapped = trunk_state_from_resnet(state)
+        kept = {str(i) for i in range(len(self.trunk))}
+        mapped = {k: v for k, v in trunk_state_from_resnet(state).items() if k.partition(".")[0] in kept}
         missing, unexpected = self.trunk.load_state_dict(mapped, strict=False)
         if missing or unexpected or not mapped:
             detail = f"missing {len(missing)} keys (e.g. {missing[:1]})" if missing else f"unexpected {unexpected[:1]}"
@@ -124,17 +127,21 @@ class AudioEncoder(nn.Module):
 class FNACModel(nn.Module):
     """``model(image [B,3,S,S], spec [B,1,F,T]) -> (visual [B,D,h,w], audio [B,D])``, both L2-normalised."""
 
-    def __init__(self, visual_weights: str = "none", dim: int = 512, visual_dropout: float = 0.9, audio_dropout: float = 0.0):
+    def __init__(self, visual_weights: str = "none", dim: int = 512, visual_dropout: float = 0.9, audio_dropout: float = 0.0,
+                 visual_stages: int = 4):
         super().__init__()
         if not 1 <= dim <= MAX_DIM:
             raise InputError(f"model dim must be in [1, {MAX_DIM}], got {dim}")
+        if visual_stages not in VISUAL_STAGES:
+            raise InputError(f"visual_stages must be one of {VISUAL_STAGES}, got {visual_stages!r}")
         for name, p in (("visual_dropout", visual_dropout), ("audio_dropout", audio_dropout)):
             if not 0.0 <= p < 1.0:
                 raise InputError(f"{name} must be in [0, 1), got {p}")
         self.dim = int(dim)
         self.visual_dropout = float(visual_dropout)
         self.audio_dropout = float(audio_dropout)
-        self.visual = VisualEncoder(self.dim, self.visual_dropout)
+        self.visual_stages = int(visual_stages)
+        self.visual = VisualEncoder(self.dim, self.visual_dropout, self.visual_stages)
         self.audio = AudioEncoder(self.dim, self.audio_dropout)
 
         init_fnac_(self.audio)
@@ -153,4 +160,5 @@ class FNACModel(nn.Module):
 
     def model_config(self) -> dict:
         """Keyword arguments that rebuild this architecture (weights come from the checkpoint)."""
-        return {"visual_weights": "none", "dim": self.dim, "visual_dropout": self.visual_dropout, "audio_dropout": self.audio_dropout}
+        return {"visual_weights": "none", "dim": self.dim, "visual_dropout": self.visual_dropout,
+                "audio_dropout": self.audio_dropout, "visual_stages": self.visual_stages}

@@ -96,7 +96,7 @@ def test_visual_dropout_only_in_training():
 def test_model_config_rebuilds_and_loads_state(tmp_path):
     m = FNACModel(visual_weights="none", dim=48, visual_dropout=0.5, audio_dropout=0.1)
     cfg = m.model_config()
-    assert cfg == {"visual_weights": "none", "dim": 48, "visual_dropout": 0.5, "audio_dropout": 0.1}
+    assert cfg == {"visual_weights": "none", "dim": 48, "visual_dropout": 0.5, "audio_dropout": 0.1, "visual_stages": 4}
     rebuilt = FNACModel(**cfg)
     rebuilt.load_state_dict(m.state_dict())
     m.eval(), rebuilt.eval()
@@ -137,7 +137,32 @@ def test_imagenet_weights_offline_error(tmp_path, monkeypatch):
         pytest.skip("the ImageNet weights downloaded (this machine has internet): no offline error to check")
 
 
-@pytest.mark.parametrize("kwargs", [{"dim": 0}, {"visual_dropout": 1.0}, {"audio_dropout": -0.1}])
+def test_three_stage_visual_trunk_gives_a_stride_16_map_and_loads_resnet_weights(tmp_path):
+    from torchvision.models import resnet18
+
+    from avloc.model_config import model_config_problems
+
+    torch.manual_seed(4)
+    source = resnet18(weights=None)
+    path = tmp_path / "r18.pth"
+    torch.save(source.state_dict(), path)
+    m = FNACModel(visual_weights=str(path), dim=16, visual_stages=3).eval()
+    assert len(m.visual.trunk) == 7  # stem (4 modules) + layer1..layer3
+    torch.testing.assert_close(m.visual.trunk[6][1].bn2.running_var, source.layer3[1].bn2.running_var)
+    image, spec = _batch(2, 160)
+    visual, audio = m(image, spec)
+    assert visual.shape == (2, 16, 10, 10) and audio.shape == (2, 16)
+    cfg = m.model_config()
+    assert cfg["visual_stages"] == 3 and model_config_problems(cfg) == []
+    rebuilt = FNACModel(**cfg).eval()
+    rebuilt.load_state_dict(m.state_dict())
+    torch.testing.assert_close(rebuilt(image, spec)[0], visual)
+    # checkpoints written before the key existed are four-stage models
+    assert model_config_problems({"dim": 8}) == []
+    assert model_config_problems({"dim": 8, "visual_stages": 2}) == ["visual_stages must be one of (3, 4), got 2"]
+
+
+@pytest.mark.parametrize("kwargs", [{"dim": 0}, {"visual_dropout": 1.0}, {"audio_dropout": -0.1}, {"visual_stages": 5}])
 def test_bad_arguments(kwargs):
     with pytest.raises(InputError):
         FNACModel(**kwargs)

@@ -74,21 +74,27 @@ def test_music_layout_xywh_boxes_match_the_pixels(tmp_path, benchmark):
 
 
 def test_vggsound_duet_pairs_different_classes_at_mixed_rates(tmp_path):
-    b = write_benchmark(tmp_path, "vggsound-duet", 2, seed=3, n_classes=8)
+    b = write_benchmark(tmp_path, "vggsound-duet", 3, seed=3, n_classes=8)
     rows = _rows(tmp_path / "vggsound_duet_test.csv")
     boxes = {r["file"]: r["bbox"][0] for r in json.loads((tmp_path / "vggss.json").read_text())}
-    assert len(rows) == 2 and all(r[1] != r[3] for r in rows)
+    assert len(rows) == 3 and all(r[1] != r[3] for r in rows)
     rates = set()
     for row in rows:
-        for clip, label in ((row[0], row[1]), (row[2], row[3])):
+        for (clip, label), (_, partner) in (((row[0], row[1]), (row[2], row[3])), ((row[2], row[3]), (row[0], row[1]))):
             frame = np.asarray(Image.open(tmp_path / "frames" / f"{clip}.jpg"))
             seen = colour_mask(frame, CLASS_COLOURS[CLASS_NAMES.index(label)])
             assert iou(box_map(mask_box(seen), 320, 240), box_map(boxes[clip], 320, 240)) > 0.9
+            # the mixture makes the partner's class sound too: its looks are not on this frame
+            assert colour_mask(frame, CLASS_COLOURS[CLASS_NAMES.index(partner)]).sum() == 0
+            # small sources: a whole-image map (cIoU = the box's share) stays under CIoU 0.3, a map on the
+            # source can pass it (the median rule caps cIoU at twice the share)
+            x1, y1, x2, y2 = boxes[clip]
+            assert 0.15 < (x2 - x1) * (y2 - y1) < 0.3
             audio, sr = read_wav(tmp_path / "audio" / f"{clip}.wav")
             rates.add((sr, audio.shape[1]))
             assert identify_class(audio.mean(axis=1), sr, 8) == CLASS_NAMES.index(label)
     assert rates == {(16000, 1), (22050, 2)}
-    assert len(b.rows) == 2
+    assert len(b.rows) == 3
 
 
 @pytest.mark.parametrize("benchmark", ["vgginstruments", "vgginstruments-multi"])

@@ -248,6 +248,7 @@ def test_audio_controls_are_checked_with_the_other_keys():
 def test_presets_start_from_named_configs_and_later_sources_win(tmp_path):
     cfg = build_config(None, ["epochs=4"], preset="from-scratch")
     assert cfg.visual_weights == "none" and cfg.visual_dropout == 0.0 and cfg.loss_weight_scaling == "batch"
+    assert cfg.visual_stages == 3 and build_config(None, []).visual_stages == 4  # the published model: 4 stages
     assert cfg.epochs == 4 and cfg.collapse_risk() is None
     assert build_config(None, [], preset="recipe") == build_config(None, [])
     with pytest.raises(ConfigError, match="preset"):

@@ -22,7 +22,7 @@ from avloc.data.options import BAD_SAMPLE_POLICIES as BAD_SAMPLE_CHOICES
 from avloc.data.options import IMAGE_DECODES as IMAGE_DECODE_CHOICES
 from avloc.data.options import SPEC_MASK_FILLS
 from avloc.errors import ConfigError
-from avloc.model_config import MAX_DIM
+from avloc.model_config import MAX_DIM, VISUAL_STAGES
 from avloc.ops import IMPLS as KERNEL_CHOICES
 from avloc.utils.atomic import atomic_write_text
 from avloc.utils.system import DEVICE_CHOICES
@@ -76,6 +76,8 @@ class TrainConfig:
     visual_dropout: float = _key(0.9, "dropout on the visual feature map")
     audio_dropout: float = _key(0.0, "dropout on the pooled audio feature")
     visual_weights: str = _key("imagenet", "none | imagenet | path to a resnet18 state dict")
+    visual_stages: int = _key(4, "last ResNet stage of the visual trunk: 4 (published, stride 32) | 3 (stride 16, "
+                                 "smaller receptive field per map cell)")
     batchnorm: str = _key("local", "local (per-rank batch stats) | sync (SyncBatchNorm, CUDA) | frozen (eval-mode BN)")
     # data
     image_size: int = _key(224, "square frame size fed to the model")
@@ -257,6 +259,8 @@ def validate(cfg: TrainConfig) -> list:
     for name in ("visual_dropout", "audio_dropout"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             problems.append(f"{name}: must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.visual_stages not in VISUAL_STAGES:
+        problems.append(f"visual_stages: {cfg.visual_stages!r} is not one of {'|'.join(map(str, VISUAL_STAGES))}")
     if not 0.0 < cfg.fg_threshold < 1.0:
         problems.append(f"fg_threshold: must be in (0, 1), got {cfg.fg_threshold}")
     if cfg.dim > MAX_DIM:
@@ -283,14 +287,16 @@ def validate(cfg: TrainConfig) -> list:
 # Named starting points: the dataclass defaults are the published recipe (ImageNet visual weights, real
 # data). "from-scratch" is the measured recipe for training both encoders from random weights on a
 # CPU (the demo and the quality benchmark use it): no ImageNet weights hence no visual dropout,
-# silence-filled SpecAugment masks, a higher learning rate, small frames (160: 5x5 maps, measured better
-# than 128) and batch, 8 epochs, and the FNAC weights scaled to the batch and ramped in after the
-# warm-up (benchmarks/results/train-ablation-cpu.md, train-quality-cpu.md).
+# silence-filled SpecAugment masks, small frames (160) and batch, 8 epochs, the FNAC weights scaled to
+# the batch and ramped in after the warm-up, and a visual trunk that stops after layer3 (stride 16: a
+# 10x10 map at 160 whose cells see less of the frame; with the full trunk, some seeds matched the audio
+# through a scene-summarising border cell and never localised) (benchmarks/results/train-ablation-cpu.md,
+# train-quality-cpu.md).
 PRESETS = {
     "recipe": {},
     "from-scratch": {"visual_weights": "none", "visual_dropout": 0.0, "spec_mask_fill": "silence", "image_size": 160,
                      "batch_size": 16, "lr": 3e-4, "epochs": 8, "warmup_epochs": 3, "fnac_ramp_epochs": 2,
-                     "loss_weight_scaling": "batch"},
+                     "loss_weight_scaling": "batch", "visual_stages": 3},
 }
 
 

@@ -125,7 +125,7 @@ class Trainer:
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model = FNACModel(visual_weights=cfg.visual_weights, dim=cfg.dim, visual_dropout=cfg.visual_dropout,
-                          audio_dropout=cfg.audio_dropout)
+                          audio_dropout=cfg.audio_dropout, visual_stages=cfg.visual_stages)
         model_config = model.model_config()
         if cfg.batchnorm == "sync" and dist.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

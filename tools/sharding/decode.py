@@ -192,9 +192,20 @@ def open_container(path):
     if not head:
         raise DecodeFailure("empty_file", "0 bytes")
     try:
-        return av.open(str(path), metadata_errors="ignore")
+        return _av_open(av, str(path))
     except Exception as exc:
         raise DecodeFailure("corrupt_file", _one_line(exc).replace(str(path), path.name)) from None
+
+
+def _av_open(av, path: str):
+    """av.open that tolerates undecodable metadata text: PyAV < 19 needs ``metadata_errors="ignore"``
+    for that, PyAV 19 dropped the argument (and no longer raises on such metadata)."""
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except TypeError as exc:
+        if "metadata_errors" not in str(exc):
+            raise
+        return av.open(path)
 
 
 def probe_container(container, *, read_rotation: bool = False) -> ProbeInfo:

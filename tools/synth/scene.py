@@ -207,6 +207,7 @@ def sample_scene(
     drift: float = 0.01,
     distractor_scale: tuple = (1.0, 1.8),
     distractor_looks: str = DEFAULT_DISTRACTOR_LOOKS,
+    avoid_looks: tuple = (),
 ) -> Scene:
     """Sample a scene with the given sounding classes (one, or several for multi-source).
 
@@ -216,9 +217,10 @@ def sample_scene(
     tight box is up to a pixel smaller per side than its nominal one. Distractors are as large
     as the sounding object or larger (``distractor_scale``), so "the biggest object" is not
     the answer either, and are placed to overlap it as little as possible. ``distractor_looks``:
-    see the module docstring.
+    see the module docstring. ``avoid_looks``: classes no distractor may wear besides the sounding
+    ones (a duet frame must not show its partner's class: the mixture makes that class sound too).
     """
-    others = distractor_pool(sounding_classes, n_classes, distractor_looks)
+    others = distractor_pool(list(sounding_classes) + list(avoid_looks), n_classes, distractor_looks)
     if n_distractors is None:
         n_distractors = int(rng.integers(2, 4))
     total = rng.uniform(*area_range)
