@@ -4,6 +4,7 @@ frame time and audio; rotation, resampling and the bad-file reasons."""
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -262,3 +263,42 @@ def test_frame_files_of_dead_processes_are_removed(tmp_path):
         path.write_bytes(b"P6")
     assert decode.remove_orphan_frames(str(tmp_path)) == 1
     assert not dead.exists() and live.exists() and other.exists()
+
+
+SHARD_AFTER_DECODING = """
+import shutil, sys
+from pathlib import Path
+from avloc.tools.sharding import ShardConfig, run_shard
+from avloc.tools.sharding.decode import PyAVDecoder
+from avloc.tools.sharding.distributors import worker_start_method
+
+def main():
+    clips, out = Path(sys.argv[1]), Path(sys.argv[2])
+    print(worker_start_method())
+    PyAVDecoder(threads=2).decode(next(clips.glob("*.mp4")))  # FFmpeg threads now live in this process
+    print(worker_start_method())
+    report = run_shard(ShardConfig(clips=clips, out=out, workers=2, progress=False, clip_timeout_s=60))
+    print(report["ok"], report["failed"])
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_shard_run_after_in_process_decoding_starts_clean_workers(clips, tmp_path):
+    # PyAV 19's FFmpeg threads deadlock a child forked after the parent decoded: every worker hung
+    # in its first frame conversion. The workers then start from a forkserver; run in a fresh
+    # process so that what this test process decoded earlier does not decide the first answer.
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("plain", "stereo44k"):
+        target = folder / f"{name}.mp4"
+        target.symlink_to(clips[name])
+    script = tmp_path / "shard_after_decoding.py"
+    script.write_text(SHARD_AFTER_DECODING)
+    proc = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "shards")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after, counts = proc.stdout.strip().splitlines()[-3:]
+    assert (before, after) == ("fork", "forkserver")
+    assert counts == "2 0", proc.stderr[-3000:]

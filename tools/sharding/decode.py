@@ -179,9 +179,21 @@ def _first_frame_rotation(container, stream) -> int:
     return 0
 
 
+_PYAV_USED_IN_PID: Optional[int] = None
+
+
+def pyav_used_in_this_process() -> bool:
+    """Whether this process has opened media with PyAV: a child forked after that can deadlock in
+    FFmpeg's threads (seen with PyAV 19: every forked worker hung in its first frame conversion)."""
+    return _PYAV_USED_IN_PID == os.getpid()
+
+
 def open_container(path):
     """Open ``path`` with PyAV; unreadable, empty and unparseable files raise DecodeFailure."""
+    global _PYAV_USED_IN_PID
     import av
+
+    _PYAV_USED_IN_PID = os.getpid()
 
     path = Path(path)
     try:

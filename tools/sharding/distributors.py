@@ -40,15 +40,26 @@ class LocalDistributor:
         if not jobs:
             return
         preload()  # forked workers inherit the imported decoder/image modules instead of importing each
-        # a forked child can hang in the shutdown of DALI pipelines it inherited (e.g. from an earlier
-        # training run in the same process): start from a clean forkserver once DALI is loaded
-        method = "fork" if "fork" in mp.get_all_start_methods() and "nvidia.dali" not in sys.modules else "spawn"
-        if method == "spawn" and "forkserver" in mp.get_all_start_methods():
-            method = "forkserver"
+        method = worker_start_method()
         # a forkserver's children have the forkserver as their parent
         pool = SupervisedPool(self.workers, self.limits, mp.get_context(method),
                               os.getpid() if method == "fork" else None)
         yield from pool.run(jobs, on_clip)
+
+
+def worker_start_method() -> str:
+    """How shard workers start: "fork" (cheapest) unless a forked child could hang in what it
+    inherits: the shutdown of DALI pipelines (e.g. from an earlier training run in this process) or
+    FFmpeg's threads once this process has decoded with PyAV (``avloc localize``, a notebook, a test
+    before the shard run). Then from a clean forkserver ("spawn" where there is none)."""
+    import multiprocessing as mp
+
+    from avloc.tools.sharding.decode import pyav_used_in_this_process
+
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and "nvidia.dali" not in sys.modules and not pyav_used_in_this_process():
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 class RayDistributor:
