@@ -20,8 +20,8 @@ HERE = Path(__file__).resolve().parent
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 def test_triton_kernels_under_the_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pytest", str(HERE / "triton_interpret_cases.py"), "-q", "-p", "no:cacheprovider",
-           "--timeout", "300"]
+    cmd = [sys.executable, "-m", "pytest", "-o", "addopts=", str(HERE / "triton_interpret_cases.py"), "-q", "-p",
+           "no:cacheprovider", "--timeout", "300"]
     proc = subprocess.run(cmd, cwd=HERE.parent, env=env, capture_output=True, text=True, timeout=600)
     report = proc.stdout[-6000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, report

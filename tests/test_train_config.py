@@ -198,7 +198,7 @@ def test_train_job_carries_every_option_and_key(tmp_path):
                "val_at_start": True, "select_metric": "auc", "upsample": "bilinear", "log_every": 3,
                "checkpoint_every": 5, "nonfinite": "skip", "max_steps": 9, "tensorboard": "off", "progress": False,
                "loss_weight_scaling": "batch", "fnac_ramp_epochs": 2, "audio_controls": "silence",
-               "collapse_action": "stop"}
+               "collapse_action": "stop", "visual_stages": 3}
     defaults = TrainConfig()
     assert set(changed) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert all(getattr(defaults, k) != v for k, v in changed.items())

@@ -121,8 +121,9 @@ def stage_environment(ctx: dict) -> dict:
 
 def stage_gpu_tests(ctx: dict) -> dict:
     targets = ["tests/test_ops_gpu.py", "tests/test_device_decode.py"] if ctx["dry_run"] else ["tests"]
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rA", "--timeout", "100",
-           "--continue-on-collection-errors", *targets]
+    # -o addopts=: one process (the host has no pytest-xdist, and the GPU is one device)
+    cmd = [sys.executable, "-m", "pytest", "-o", "addopts=", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rA",
+           "--timeout", "100", "--continue-on-collection-errors", *targets]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=ctx["limit"])
     print(proc.stdout[-20000:])
     print(proc.stderr[-4000:], file=sys.stderr)
