@@ -2,8 +2,9 @@
 
 Visual: ResNet-18 trunk (no avgpool/fc) -> 512 x h x w map -> dropout -> 1x1 conv to D ->
 L2-normalised at every position. ``visual_stages=3`` (not the published model) stops the trunk
-after layer3: a 256-channel map at stride 16, whose cells see less of the frame each. Audio: ResNet-18 with a 1-channel 7x7/2 stem, global max
-pooling -> dropout -> linear to D -> L2-normalised. The map size follows the input size.
+after layer3: a 256-channel map at stride 16, whose cells each see less of the frame. Audio:
+ResNet-18 with a 1-channel 7x7/2 stem, global max pooling -> dropout -> linear to D ->
+L2-normalised. The map size follows the input size.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from torch import nn
 from avloc.errors import InputError
 from avloc.model_config import MAX_DIM, VISUAL_STAGES
 
-_TRUNK_CHANNELS = 512
-_STAGE_CHANNELS = {3: 256, 4: 512}
+_STAGE_CHANNELS = {3: 256, 4: 512}  # channels out of ResNet-18's layer3 / layer4
 
 
 def init_fnac_(module: nn.Module) -> None:
@@ -117,7 +117,7 @@ class AudioEncoder(nn.Module):
         self.trunk = _resnet18_trunk(1)
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.dropout = nn.Dropout(p=dropout)
-        self.proj = nn.Linear(_TRUNK_CHANNELS, dim)
+        self.proj = nn.Linear(_STAGE_CHANNELS[4], dim)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.trunk(spec)).flatten(1)

@@ -292,8 +292,7 @@ def test_a_shard_run_after_in_process_decoding_starts_clean_workers(clips, tmp_p
     folder = tmp_path / "clips"
     folder.mkdir()
     for name in ("plain", "stereo44k"):
-        target = folder / f"{name}.mp4"
-        target.symlink_to(clips[name])
+        (folder / clips[name].name).symlink_to(clips[name])
     script = tmp_path / "shard_after_decoding.py"
     script.write_text(SHARD_AFTER_DECODING)
     proc = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "shards")], capture_output=True,

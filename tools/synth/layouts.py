@@ -37,8 +37,8 @@ from avloc.errors import AvlocError, ConfigError
 from avloc.tools.synth.audio import render_mix, sample_sound, wav_bytes
 from avloc.tools.synth.jobs import ensure_output_dir, make_ytids, run_jobs, write_file
 from avloc.tools.synth.render import SceneRenderer, mask_box
-from avloc.tools.synth.scene import (DEFAULT_DISTRACTOR_LOOKS, MAX_CLASSES, Scene, class_names, distractor_problems,
-                                     sample_scene)
+from avloc.tools.synth.scene import (DEFAULT_DISTRACTOR_LOOKS, MAX_CLASSES, SOUNDING_AREA, Scene, class_names,
+                                     distractor_problems, sample_scene)
 
 # The names ``avloc evaluate --benchmark`` knows these layouts by (the leaderboard sets are
 # planned in ``leaderboard_layouts``).
@@ -310,7 +310,7 @@ def _finish(bset: SynthBenchmarkCopy, names: list) -> None:
     write_file(bset.root / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
 
 
-def _single_source(rng, names, *, reference_time, distractor_looks, size_by="box", area_range=(0.27, 0.48),
+def _single_source(rng, names, *, reference_time, distractor_looks, size_by="box", area_range=SOUNDING_AREA,
                    drift=0.01):
     cls = int(rng.integers(len(names)))
     scene = sample_scene(rng, [cls], len(names), reference_time=reference_time, size_by=size_by,

@@ -25,7 +25,12 @@ import json
 
 from avloc.tools.synth.audio import sample_sound
 from avloc.tools.synth.jobs import make_ytids, write_file
-from avloc.tools.synth.scene import sample_scene
+from avloc.tools.synth.scene import SOUNDING_AREA, sample_scene
+
+# Duet sources cover 16-28% of their frame: a whole-image or centre-prior map then stays under CIoU 0.3
+# (its cIoU is at most the box's share), while a map on the source can pass it (the median rule caps
+# cIoU at twice the share). Larger sources let the priors pass 0.3 (measured).
+DUET_SOURCE_AREA = (0.16, 0.28)
 
 MUSIC_DURATION = 6.0
 MUSIC_SECONDS = (1, 2, 4)  # frames per video: these seconds
@@ -52,7 +57,7 @@ def _pair_classes(rng, n_pairs: int, n_classes: int) -> list:
 
 
 def _clip_jobs(out, rng, names, classes, *, width, height, image_format, distractor_looks, stem_of, role="test",
-               mixed_rates=False, mask_format=None, benchmark="vggss", area_range=(0.27, 0.48), partner_of=None):
+               mixed_rates=False, mask_format=None, benchmark="vggss", area_range=SOUNDING_AREA, partner_of=None):
     """One 10 s clip per class in ``classes``: frame at 5.0 s, audio, optional mask.
 
     ``partner_of(k)``: the class sounding with clip k in a mixture; its looks are kept off clip k's frame.
@@ -103,12 +108,9 @@ def _plan_vggsound(out, rng, n, names, *, benchmark, width, height, image_format
     duet = benchmark == "vggsound-duet"
     classes = _pair_classes(rng, n, len(names)) if duet else [int(c) for c in rng.integers(len(names), size=n)]
     ids = _vgg_ids(rng, len(classes))
-    # Duet sources cover 16-28% of their frame: a whole-image or centre-prior map then stays under
-    # CIoU 0.3 (its cIoU is at most the box's share), while a map on the source can pass it (the median
-    # rule caps cIoU at twice the share). Larger sources let the priors pass 0.3 (measured).
     items, jobs = _clip_jobs(out, rng, names, classes, width=width, height=height, image_format=image_format,
                              distractor_looks=distractor_looks, stem_of=lambda k: ids[k], mixed_rates=duet,
-                             area_range=(0.16, 0.28) if duet else (0.27, 0.48),
+                             area_range=DUET_SOURCE_AREA if duet else SOUNDING_AREA,
                              partner_of=(lambda k: classes[k ^ 1]) if duet else None)
     files = {"json": out / "vggss.json", "csv": out / "vggss_test.csv",
              "list": out / ("vggsound_duet_test.csv" if duet else "vggsound_single_test.csv")}
@@ -158,7 +160,7 @@ def _plan_music(out, rng, n, names, *, benchmark, width, height, image_format, d
         classes = ([int(c) for c in rng.choice(len(names), size=2, replace=False)] if duet
                    else [int(rng.integers(len(names)))])
         scene = sample_scene(rng, classes, len(names), reference_time=MUSIC_DURATION / 2,
-                             area_range=(0.3, 0.48) if duet else (0.27, 0.48), drift=0.005,
+                             area_range=(0.3, 0.48) if duet else SOUNDING_AREA, drift=0.005,
                              distractor_looks=distractor_looks, n_distractors=1 if duet else None)
         seconds = MUSIC_SECONDS[:n - k * len(MUSIC_SECONDS)]
         files = [f"{ytid}_{s:03d}_{s * MUSIC_FPS:05d}" for s in seconds]

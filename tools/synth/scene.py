@@ -76,6 +76,9 @@ CLASS_COLOURS = (
 # Background pixel values stay in this range (object colours sit outside it or are saturated).
 BACKGROUND_RANGE = (55, 210)
 
+# Frame share of the sounding object(s): a margin inside 25-50% (see sample_scene).
+SOUNDING_AREA = (0.27, 0.48)
+
 # Shapes that fill most of their box, so a 25%+ silhouette fits in the frame.
 SHAPES = ("ellipse", "rectangle", "hexagon", "cross", "octagon", "rounded")
 SHAPE_FILL = {"ellipse": np.pi / 4, "rectangle": 1.0, "hexagon": 0.75, "cross": 0.75, "octagon": 0.875, "rounded": 0.95}
@@ -202,7 +205,7 @@ def sample_scene(
     *,
     reference_time: float,
     n_distractors: Optional[int] = None,
-    area_range: tuple = (0.27, 0.48),
+    area_range: tuple = SOUNDING_AREA,
     size_by: str = "box",
     drift: float = 0.01,
     distractor_scale: tuple = (1.0, 1.8),
