@@ -18,7 +18,7 @@ from typing import List
 
 from avloc.utils.options import CommandOptions, range_problem, writable_folder_problems
 from avloc.utils.progress import log
-from avloc.utils.system import usable_cores
+from avloc.utils.system import cpu_has_native_bf16, usable_cores
 
 LOADER_CHOICES = ("auto", "dali", "torch")
 
@@ -56,7 +56,18 @@ class DemoOptions(CommandOptions):
 
         warmup = min(PRESETS["from-scratch"]["warmup_epochs"], self.epochs)
         return [f"epochs={self.epochs}", f"warmup_epochs={warmup}", f"image_size={self.image_size}",
-                f"loader={self.loader}", f"progress={str(self.progress).lower()}", "val_at_start=true"]
+                f"loader={self.loader}", f"progress={str(self.progress).lower()}", "val_at_start=true",
+                f"precision={demo_precision()}"]
+
+
+def demo_precision() -> str:
+    """bf16 autocast where the CPU computes in bf16 natively (about twice the fp32 step rate), else the
+    default (fp32 on CPU, bf16 on CUDA)."""
+    import torch
+
+    if torch.cuda.is_available() or not cpu_has_native_bf16():
+        return "auto"
+    return "bf16"
 
 
 def _synth_and_shard(opts: DemoOptions, workers: int, timings: dict) -> dict:
@@ -91,7 +102,8 @@ def _train(opts: DemoOptions, timings: dict) -> dict:
     run_dir = out / "run"
     train_cfg = build_config(None, opts.train_overrides(), preset="from-scratch")
     resume = (run_dir / "checkpoints" / "latest.pt").is_file()
-    log(f"[3/4] training FNAC, preset from-scratch ({'resuming' if resume else 'from random weights'}) into {run_dir}")
+    log(f"[3/4] training FNAC, preset from-scratch ({'resuming' if resume else 'from random weights'}, precision "
+        f"{train_cfg.precision}) into {run_dir}")
     summary = run_training(out / "shards", run_dir, config=train_cfg, resume=resume)
     timings["train_s"] = time.perf_counter() - t0
     return summary

@@ -53,7 +53,7 @@ def foreground_mask(maps_flat: torch.Tensor, threshold: float) -> torch.Tensor:
         return ((maps_flat - low) / (high - low + 1e-5) > threshold).to(maps_flat.dtype)
 
 
-def _reference(visual, audio, visual_all, audio_all, offset, tau, threshold):
+def _reference(visual, audio, visual_all, audio_all, offset, tau, threshold, adjacency_grad=True):
     """The plain formulas; materialises the [B, B_g, HW] similarity volume."""
     b, d, h, w = visual.shape
     v_loc, v_all = visual.flatten(2), visual_all.flatten(2)
@@ -75,6 +75,8 @@ def _reference(visual, audio, visual_all, audio_all, offset, tau, threshold):
         f_all = (v_all * foreground_mask(maps_all.detach(), threshold)[:, None, :]).mean(dim=2)
     adj_audio = audio @ audio_all.t() / tau
     adj_image = v_loc.mean(dim=2) @ v_all.mean(dim=2).t() / tau
+    if not adjacency_grad:
+        adj_audio, adj_image = adj_audio.detach(), adj_image.detach()
     adj_fg = f_loc @ f_all.t() / tau
     soft_logits = torch.softmax(logits, dim=1)
     soft_audio = torch.softmax(adj_audio, dim=1)
@@ -94,7 +96,7 @@ def _pooling_weights(maps_flat: torch.Tensor, threshold: float) -> torch.Tensor:
     return torch.stack([torch.full_like(mask, 1.0 / hw), mask / hw], dim=1)
 
 
-def _bounded(visual, audio, visual_all, audio_all, offset, tau, threshold, impl, workspace_bytes):
+def _bounded(visual, audio, visual_all, audio_all, offset, tau, threshold, impl, workspace_bytes, adjacency_grad=True):
     """Kernels that never build the similarity volume nor any dense adjacency matrix; every
     visual-side quantity comes out of spatial-max nodes so the visual gradient exists once."""
     b, d, h, w = visual.shape
@@ -114,7 +116,10 @@ def _bounded(visual, audio, visual_all, audio_all, offset, tau, threshold, impl,
     v_mean_all, f_all = pooled_all.unbind(1)
     # the adjacency factors are [B, D]: upcasting them is cheap and keeps the x 1/tau logits exact
     acc = pooled.dtype
-    adj_audio = LowRank(audio.to(acc), audio_all.to(acc), scale)
+    a_left, a_right = audio.to(acc), audio_all.to(acc)
+    if not adjacency_grad:
+        a_left, a_right, v_mean, v_mean_all = a_left.detach(), a_right.detach(), v_mean.detach(), v_mean_all.detach()
+    adj_audio = LowRank(a_left, a_right, scale)
     adj_image = LowRank(v_mean, v_mean_all, scale)
     ce_rows, ce_cols, fns1, fns2 = logit_terms(logits, offset, not distributed, (adj_audio, adj_image), impl, workspace_bytes)
     if distributed:
@@ -125,11 +130,14 @@ def _bounded(visual, audio, visual_all, audio_all, offset, tau, threshold, impl,
 
 def fnac_losses(visual: torch.Tensor, audio: torch.Tensor, tau: float = 0.03, fg_threshold: float = 0.6, impl: str = "auto",
                 *, visual_all: torch.Tensor | None = None, audio_all: torch.Tensor | None = None, offset: int = 0,
-                workspace_bytes: int | None = None) -> dict:
+                workspace_bytes: int | None = None, adjacency_grad: bool = True) -> dict:
     """FNAC loss terms (unweighted) and localisation maps; see the module docstring.
 
     ``impl``: "auto" (triton on CUDA, else torch), "triton", "torch" (chunked, bounded memory)
     or "reference" (plain formulas). ``workspace_bytes`` bounds the per-chunk temporaries.
+    ``adjacency_grad=False`` stops the gradient at the audio and mean-image adjacencies: they become
+    fixed targets that the pair logits and the foreground adjacency are pulled towards, and no term
+    can lower itself by pulling the embeddings together (the published method keeps it True).
     """
     _check_inputs(visual, audio, visual_all, audio_all, offset)
     impl = resolve_impl(impl, visual.device)
@@ -137,5 +145,7 @@ def fnac_losses(visual: torch.Tensor, audio: torch.Tensor, tau: float = 0.03, fg
         visual_all, audio_all = visual, audio
     with no_autocast(visual.device):
         if impl == "reference":
-            return _reference(visual, audio, visual_all, audio_all, int(offset), float(tau), float(fg_threshold))
-        return _bounded(visual, audio, visual_all, audio_all, int(offset), float(tau), float(fg_threshold), impl, workspace_bytes)
+            return _reference(visual, audio, visual_all, audio_all, int(offset), float(tau), float(fg_threshold),
+                              adjacency_grad)
+        return _bounded(visual, audio, visual_all, audio_all, int(offset), float(tau), float(fg_threshold), impl,
+                        workspace_bytes, adjacency_grad)

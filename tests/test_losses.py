@@ -26,7 +26,7 @@ def make_inputs(b, d, h, w, dtype=torch.float32, seed=0):
     return visual.requires_grad_(), audio.requires_grad_()
 
 
-def formula_losses(visual, audio, tau=0.03, threshold=0.6):
+def formula_losses(visual, audio, tau=0.03, threshold=0.6, adjacency_grad=True):
     """METHOD.md §3 written out with loops and explicit softmaxes (independent of avloc)."""
     b = visual.shape[0]
     vf = visual.flatten(2)
@@ -47,6 +47,8 @@ def formula_losses(visual, audio, tau=0.03, threshold=0.6):
     fg = torch.stack([(vf[n] * mask[n]).sum(1) / vf.shape[2] for n in range(b)])
     v = vf.mean(dim=2)
     a_aud, a_img, a_fg = audio @ audio.t() / tau, v @ v.t() / tau, fg @ fg.t() / tau
+    if not adjacency_grad:
+        a_aud, a_img = a_aud.detach(), a_img.detach()
     return {
         "contrastive": ce(logits) + ce(logits.t()),
         "fns1": (softmax(a_aud) - softmax(logits)).abs().mean(),
@@ -119,6 +121,27 @@ def test_impls_agree_fp64_and_auto_is_torch_on_cpu():
         got = values_and_grads(lambda v, a: fnac_losses(v, a, impl=impl, workspace_bytes=3000), visual, audio)
         assert got[0]["fns1"].dtype == torch.float64
         compare(*got, *ref, rel=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(6, 24, 5, 5), (9, 16, 3, 4)])
+def test_stopped_adjacency_gradient_matches_formula_and_changes_the_gradient(shape):
+    visual, audio = make_inputs(*shape, seed=7)
+    # similar clips (audio cosines ~0.9, as early in training): adjacency softmaxes far from one-hot
+    audio = F.normalize(audio.detach() * 0.1 + F.normalize(torch.ones(shape[1], dtype=audio.dtype), dim=0),
+                        dim=1).requires_grad_()
+    formula = fp64_formula(visual, audio, adjacency_grad=False)
+    for impl in CPU_IMPLS:
+        got = values_and_grads(lambda v, a: fnac_losses(v, a, impl=impl, workspace_bytes=2000, adjacency_grad=False),
+                               visual, audio)
+        compare(*got, *formula, rel=1e-5)
+    live = fp64_formula(visual, audio)
+    for key in LOSS_TERMS:  # same values: only where the gradient flows changes
+        assert_rel_close(formula[0][key], live[0][key], 1e-12, key, 1e-30)
+    # the TNS term reaches the audio only through the audio adjacency: stopped, that gradient is zero
+    for grad in (True, False):
+        tns = fnac_losses(visual, audio, impl="torch", adjacency_grad=grad)["tns"]
+        g_audio = torch.autograd.grad(tns, audio)[0].abs().max()
+        assert (g_audio > 1e-3) if grad else (g_audio == 0), (grad, g_audio)
 
 
 def test_tau_and_threshold_are_used():

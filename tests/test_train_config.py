@@ -198,7 +198,8 @@ def test_train_job_carries_every_option_and_key(tmp_path):
                "val_at_start": True, "select_metric": "auc", "upsample": "bilinear", "log_every": 3,
                "checkpoint_every": 5, "nonfinite": "skip", "max_steps": 9, "tensorboard": "off", "progress": False,
                "loss_weight_scaling": "batch", "fnac_ramp_epochs": 2, "audio_controls": "silence",
-               "collapse_action": "stop", "visual_stages": 3}
+               "collapse_action": "stop", "visual_stages": 3, "adjacency_grad": False,
+               "lr_schedule": "cosine"}
     defaults = TrainConfig()
     assert set(changed) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert all(getattr(defaults, k) != v for k, v in changed.items())
@@ -230,6 +231,34 @@ def test_batch_scaled_weights_keep_the_recipes_balance_and_the_ramp_raises_them(
     assert cfg.collapse_risk() is None
 
 
+def test_precision_on_cpu_fp16_refused_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import torch
+
+    from avloc.training import trainer
+    from avloc.utils.system import cpu_has_native_bf16
+
+    with pytest.raises(ConfigError, match="fp16"):
+        build_config(None, ["device=cpu", "precision=fp16"])
+    assert build_config(None, ["device=cpu", "precision=bf16"]).precision == "bf16"
+    cpu = torch.device("cpu")
+    assert trainer.resolve_precision("auto", cpu) == "fp32"  # the default keeps fp32 numerics on CPU
+    if cpu_has_native_bf16():
+        assert trainer.resolve_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(InputError, match="no native bf16"):
+        trainer.resolve_precision("bf16", cpu)
+
+
+def test_learning_rate_schedules():
+    assert [build_config(None, ["epochs=4", "warmup_epochs=1"]).lr_at(e) for e in range(4)] == [1e-4] * 4  # the recipe: constant
+    cosine = build_config(None, ["epochs=4", "warmup_epochs=1", "lr=1e-3", "lr_schedule=cosine"])
+    got = [cosine.lr_at(e) for e in range(4)]
+    assert got[0] == pytest.approx(1e-3) and got == sorted(got, reverse=True)
+    assert got[2] == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))  # half way down at the middle epoch
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        build_config(None, ["lr_schedule=step"])
+
+
 def test_collapse_risk_is_named_where_the_fnac_terms_can_outweigh_the_contrastive_loss():
     # each adjacency term is at most 2/B; a collapsed model's contrastive loss is 2 ln B
     assert build_config(None, []).collapse_risk() is None  # the recipe: 300 < 256 ln 256
@@ -249,6 +278,7 @@ def test_presets_start_from_named_configs_and_later_sources_win(tmp_path):
     cfg = build_config(None, ["epochs=4"], preset="from-scratch")
     assert cfg.visual_weights == "none" and cfg.visual_dropout == 0.0 and cfg.loss_weight_scaling == "batch"
     assert cfg.visual_stages == 3 and build_config(None, []).visual_stages == 4  # the published model: 4 stages
+    assert cfg.adjacency_grad is False and build_config(None, []).adjacency_grad is True  # published: gradient through
     assert cfg.epochs == 4 and cfg.collapse_risk() is None
     assert build_config(None, [], preset="recipe") == build_config(None, [])
     with pytest.raises(ConfigError, match="preset"):

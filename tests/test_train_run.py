@@ -4,6 +4,7 @@ refusals with one-line messages. Every run is a real subprocess of the CLI."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -20,11 +21,12 @@ from click.testing import CliRunner
 
 from avloc.checkpoint import save_checkpoint
 from avloc.errors import InputError
+from avloc.utils.system import cpu_has_native_bf16
 from cli_invoke import avloc_cli
 from loader_fixtures import write_shards
 
 TINY = ["batch_size=4", "image_size=32", "visual_weights=none", "dim=32", "num_workers=0", "loader=torch",
-        "log_every=1", "progress=false", "epochs=3", "warmup_epochs=1", "checkpoint_every=3"]
+        "log_every=1", "progress=false", "epochs=3", "warmup_epochs=1", "checkpoint_every=3", "lr_schedule=cosine"]
 
 
 def train_cmd(shards, run_dir, *extra_sets, resume=False):
@@ -81,6 +83,9 @@ def test_run_folder_metrics_and_validation_selection(full_run):
         expected = r["contrastive"] + (0 if r["warmup"] else 100 * (r["fns1"] + r["tns"] + r["fns2"]))
         assert r["loss"] == pytest.approx(expected, rel=1e-5)
     assert [r["warmup"] for r in train] == [True] * 4 + [False] * 8
+    # cosine schedule, set per epoch (the resume test below retraces it from a mid-epoch checkpoint)
+    lrs = [1e-4 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * e / 3))) for e in range(3)]
+    assert [r["lr"] for r in train] == pytest.approx([lr for lr in lrs for _ in range(4)], rel=1e-9)
 
     val = rows(run_dir, "val")
     assert [r["epoch"] for r in val] == [0, 1, 2]
@@ -117,6 +122,18 @@ def test_run_folder_metrics_and_validation_selection(full_run):
     assert latest["step"] == 12 and latest["samples_seen"] == 48 and latest["epoch_done"]
     end = rows(run_dir, "end")[-1]
     assert end["steps"] == 12 and end["samples_seen"] == 48
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (avx512_bf16/amx_bf16)")
+def test_bf16_autocast_trains_on_a_cpu_with_native_bf16(shards, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(shards, run_dir, "precision=bf16", "epochs=2")
+    assert proc.returncode == 0, proc.stderr
+    assert rows(run_dir, "start")[0]["precision"] == "bf16" and "precision bf16" in proc.stderr
+    train = rows(run_dir, "train")
+    assert len(train) == 8 and all(math.isfinite(r["loss"]) for r in train)
+    weights = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["model"]
+    assert all(t.dtype != torch.bfloat16 for t in weights.values())  # autocast: the weights stay fp32
 
 
 def test_training_writes_curves_png_at_every_validation(full_run):

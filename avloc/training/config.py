@@ -36,6 +36,8 @@ UPSAMPLE_CHOICES = ("bicubic", "bilinear")  # avloc.metrics.UPSAMPLE_MODES
 TENSORBOARD_CHOICES = ("auto", "on", "off")
 LOSS_WEIGHT_SCALING_CHOICES = ("fixed", "batch")
 COLLAPSE_ACTIONS = ("warn", "stop")
+LR_SCHEDULES = ("constant", "cosine")
+LR_FINAL_FRACTION = 0.01  # cosine: the last epoch's learning rate is close to lr x this
 RECIPE_BATCH = 256  # the published recipe's batch (METHOD.md §4): its loss weights are balanced for it
 
 # Fields that may differ between a run and its --resume (they do not change what is learned).
@@ -54,6 +56,8 @@ class TrainConfig:
     # optimisation (METHOD.md §4)
     batch_size: int = _key(256, "global batch: split evenly over the ranks when distributed")
     lr: float = _key(1e-4, "Adam learning rate")
+    lr_schedule: str = _key("constant", "constant (the recipe) | cosine: per epoch, from lr down towards lr/100 "
+                                        "over the run")
     weight_decay: float = _key(1e-4, "Adam weight decay")
     epochs: int = _key(30, "passes over the train split")
     warmup_epochs: int = _key(5, "contrastive loss only during these first epochs")
@@ -68,6 +72,9 @@ class TrainConfig:
     loss_weight_scaling: str = _key("fixed", "fixed: the FNAC weights as given | batch: times batch_size / 256 "
                                              "(the recipe's batch), keeping the recipe's balance with the "
                                              "contrastive loss at any batch size")
+    adjacency_grad: bool = _key(True, "gradients flow through the audio and mean-image adjacencies (the published "
+                                      "method); false makes them fixed targets for the pair logits and the "
+                                      "foreground adjacency, so no term can shrink by pulling embeddings together")
     fnac_ramp_epochs: int = _key(0, "after the warm-up, raise the FNAC weights linearly to full over these "
                                     "epochs (0 = at once)")
     global_negatives: bool = _key(False, "all-gather embeddings so negatives span the global batch")
@@ -90,7 +97,8 @@ class TrainConfig:
     # runtime
     kernel: str = _key("auto", "loss kernels (auto = triton on CUDA, else torch)")
     device: str = _key("auto", "auto = CUDA when available, else cpu")
-    precision: str = _key("auto", "auto = bf16 autocast on CUDA, fp32 on CPU")
+    precision: str = _key("auto", "auto = bf16 autocast on CUDA, fp32 on CPU; bf16 also on a CPU with native bf16 "
+                                  "(AVX512-BF16/AMX: about 2x faster steps)")
     # validation and selection
     val_split: str = _key("val", "shard split validated on")
     val_every: int = _key(1, "epochs between validations; 0 = no validation (then no best.pt)")
@@ -117,6 +125,13 @@ class TrainConfig:
         """The FNAC weights at full strength (after scaling with the batch when asked)."""
         scale = self.batch_size / RECIPE_BATCH if self.loss_weight_scaling == "batch" else 1.0
         return {"fns1": self.fns1_weight * scale, "tns": self.tns_weight * scale, "fns2": self.fns2_weight * scale}
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate in force during ``epoch``."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        cosine = 0.5 * (1.0 + math.cos(math.pi * epoch / self.epochs))
+        return self.lr * (LR_FINAL_FRACTION + (1.0 - LR_FINAL_FRACTION) * cosine)
 
     def loss_weights_at(self, epoch: int) -> dict:
         """The FNAC weights in force during ``epoch`` (0 during the warm-up, ramped after it)."""
@@ -149,7 +164,7 @@ _CHOICES = {
     "upsample": UPSAMPLE_CHOICES, "tensorboard": TENSORBOARD_CHOICES, "bad_sample": BAD_SAMPLE_CHOICES,
     "image_decode": IMAGE_DECODE_CHOICES,
     "spec_mask_fill": tuple(SPEC_MASK_FILLS), "loss_weight_scaling": LOSS_WEIGHT_SCALING_CHOICES,
-    "collapse_action": COLLAPSE_ACTIONS,
+    "collapse_action": COLLAPSE_ACTIONS, "lr_schedule": LR_SCHEDULES,
 }
 _POSITIVE = ("batch_size", "lr", "epochs", "tau", "dim", "image_size", "val_batch_size", "log_every",
              "checkpoint_every")
@@ -275,8 +290,8 @@ def validate(cfg: TrainConfig) -> list:
         parse_controls(cfg.audio_controls)
     except ValueError as exc:
         problems.append(f"audio_controls: {exc}")
-    if cfg.device == "cpu" and cfg.precision in ("bf16", "fp16"):
-        problems.append(f"precision: {cfg.precision} autocast is for CUDA; use fp32 or auto on cpu")
+    if cfg.device == "cpu" and cfg.precision == "fp16":
+        problems.append("precision: fp16 autocast is for CUDA; use fp32, auto, or bf16 (CPUs with native bf16)")
     if cfg.device == "cpu" and cfg.batchnorm == "sync":
         problems.append("batchnorm: sync needs CUDA (torch's SyncBatchNorm has no CPU path); use local or frozen")
     if cfg.device == "cpu" and cfg.kernel == "triton":
@@ -290,13 +305,15 @@ def validate(cfg: TrainConfig) -> list:
 # silence-filled SpecAugment masks, small frames (160) and batch, 8 epochs, the FNAC weights scaled to
 # the batch and ramped in after the warm-up, and a visual trunk that stops after layer3 (stride 16: a
 # 10x10 map at 160 whose cells see less of the frame; with the full trunk, some seeds matched the audio
-# through a scene-summarising border cell and never localised) (benchmarks/results/train-ablation-cpu.md,
+# through a scene-summarising border cell and never localised), and the adjacencies as fixed targets
+# (adjacency_grad false: with the gradient through them, the terms pulled the audio embeddings together
+# and the runs declined once the terms were at full weight) (benchmarks/results/train-ablation-cpu.md,
 # train-quality-cpu.md).
 PRESETS = {
     "recipe": {},
     "from-scratch": {"visual_weights": "none", "visual_dropout": 0.0, "spec_mask_fill": "silence", "image_size": 160,
                      "batch_size": 16, "lr": 3e-4, "epochs": 8, "warmup_epochs": 3, "fnac_ramp_epochs": 2,
-                     "loss_weight_scaling": "batch", "visual_stages": 3},
+                     "loss_weight_scaling": "batch", "visual_stages": 3, "adjacency_grad": False},
 }
 
 

@@ -172,6 +172,7 @@ class TrainingRun:
         try:
             for epoch in range(self.epoch, cfg.epochs):
                 self.epoch = epoch
+                trainer.set_lr(cfg.lr_at(epoch))
                 trainer.loader.set_epoch(epoch)
                 if self.loader_state is not None:
                     trainer.loader.load_state_dict(self.loader_state)

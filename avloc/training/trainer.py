@@ -24,7 +24,7 @@ from avloc.training import resume as resume_state
 from avloc.training.collapse import embedding_spread, term_gradient_norms
 from avloc.training.config import TrainConfig
 from avloc.utils.progress import log
-from avloc.utils.system import first_line, resolve_device
+from avloc.utils.system import CPU_BF16_FLAGS, cpu_has_native_bf16, first_line, resolve_device
 
 
 class NonFiniteLoss(AvlocError):
@@ -34,8 +34,11 @@ class NonFiniteLoss(AvlocError):
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
-    if precision in ("bf16", "fp16") and device.type != "cuda":
-        raise InputError(f"precision {precision} needs CUDA; use fp32 on cpu")
+    if device.type == "cpu" and precision == "fp16":
+        raise InputError("precision fp16 needs CUDA; use fp32, or bf16 on a CPU with native bf16")
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
+        raise InputError(f"precision bf16: this CPU has no native bf16 ({' or '.join(CPU_BF16_FLAGS)}), so autocast "
+                         "would emulate it, slower than fp32; use fp32")
     return precision
 
 
@@ -156,7 +159,7 @@ class Trainer:
 
     def autocast(self):
         if self.precision in ("bf16", "fp16"):
-            return torch.autocast("cuda", dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
         return nullcontext()
 
     # ------------------------------------------------------------------ one step
@@ -177,7 +180,8 @@ class Trainer:
             extra = dict(visual_all=dist_util.gather_with_grad(visual, self.dist),
                          audio_all=dist_util.gather_with_grad(audio, self.dist),
                          offset=self.dist.rank * visual.shape[0])
-        out = fnac_losses(visual, audio, tau=cfg.tau, fg_threshold=cfg.fg_threshold, impl=self.kernel, **extra)
+        out = fnac_losses(visual, audio, tau=cfg.tau, fg_threshold=cfg.fg_threshold, impl=self.kernel,
+                          adjacency_grad=cfg.adjacency_grad, **extra)
         terms = {name: out[name] for name in LOSS_TERMS}
         total = terms["contrastive"]
         weights = cfg.loss_weights_at(epoch)
@@ -189,6 +193,10 @@ class Trainer:
                                "grads": term_gradient_norms(terms, weights, (visual, audio)),
                                "weights": weights}
         return total, terms
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def train_step(self, batch: dict, epoch: int, probe: bool = False) -> Optional[dict]:
         """One optimiser step; returns the loss values, or None when a non-finite step was skipped

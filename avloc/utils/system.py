@@ -12,6 +12,22 @@ def usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX): there, bf16 autocast runs the
+    convolutions about twice as fast as fp32; elsewhere it is emulated and slower (Linux flags; else False)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in CPU_BF16_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (or its type name), at most ``limit`` characters."""
     text = str(exc).strip()
