@@ -258,6 +258,38 @@ def test_torch_loader_order_does_not_depend_on_workers(shards):
         assert all(torch.equal(x["image"], y["image"]) for x, y in zip(other, runs[0]))
 
 
+@pytest.mark.dali
+def test_torch_workers_start_from_a_preloaded_forkserver_when_dali_is_loaded(shards, tmp_path):
+    """In a fresh process with DALI imported, the torch loader's workers come from a forkserver that
+    preloads the loaders' modules, and read exactly what in-process loading reads."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("nvidia.dali")
+    root, _ = shards
+    script = tmp_path / "probe.py"
+    script.write_text(f"""
+import multiprocessing.forkserver, nvidia.dali, torch
+from avloc.data import LoaderOptions, build_loader
+from avloc.data.workers import FORKSERVER_PRELOAD, worker_options
+
+def main():
+    context = worker_options(2)["multiprocessing_context"]
+    assert context.get_start_method() == "forkserver", context.get_start_method()
+    assert list(FORKSERVER_PRELOAD) == multiprocessing.forkserver._forkserver._preload_modules
+    runs = [list(build_loader({str(root)!r}, "train", LoaderOptions(backend="torch", mode="train", batch_size=5,
+                                                                       num_workers=n))) for n in (0, 2)]
+    assert [b["key"] for b in runs[0]] == [b["key"] for b in runs[1]] and len(runs[0]) == 9
+    assert all(torch.equal(x["image"], y["image"]) for x, y in zip(*runs))
+    print("ok")
+
+if __name__ == "__main__":
+    main()
+""")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize("backend", SHARD_BACKENDS + ["folder"])
 def test_every_loader_follows_the_protocol(shards, folder, backend):
     from avloc.data import Loader

@@ -3,11 +3,14 @@
 Workers use one intra-op thread each (the cores are theirs to share). They are forked, except
 when DALI is loaded in this process: DALI pipelines own native threads that do not survive a
 fork, and a forked child that garbage-collects an inherited pipeline blocks forever in its
-shutdown. Then workers start from a clean "forkserver" process instead.
+shutdown. Then workers start from a clean "forkserver" process instead, which imports torch and
+the loaders' modules once, so that each epoch's workers fork with them loaded instead of importing
+them again (measured: first batch 7 s instead of 12-15 s on a loaded 2-core machine).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 from typing import Iterator
 
@@ -16,6 +19,11 @@ import torch
 from avloc.data.batch import to_device
 from avloc.errors import InputError
 from avloc.utils.progress import warn
+
+
+# what a DataLoader worker needs before it can build a batch (set before the forkserver starts;
+# once it runs, later calls change nothing)
+FORKSERVER_PRELOAD = ("torch", "avloc.data.torch_loader", "avloc.data.folder")
 
 
 def init_worker(_worker_id: int) -> None:
@@ -28,7 +36,9 @@ def worker_options(num_workers: int) -> dict:
         return {"num_workers": 0}
     options = {"num_workers": num_workers, "worker_init_fn": init_worker, "prefetch_factor": 2}
     if "nvidia.dali" in sys.modules:
-        options["multiprocessing_context"] = "forkserver"
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+        options["multiprocessing_context"] = context
     return options
 
 
