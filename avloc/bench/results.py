@@ -67,7 +67,10 @@ def plot_ratios(records: list, path) -> None:
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.axvline(1.0, color="black", lw=0.8)
     if any(x > 0 for x in ratios):
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow range labels every minor tick, overlapping
     for i, r in enumerate(rows):
         text = r.skipped or (f"{r.ratio_to_baseline:.2f}x" if r.ratio_to_baseline else "no baseline")
         ax.text(max(ratios[i], 1e-3) if ratios[i] else 1.0, i, " " + text, va="center", fontsize=7)
