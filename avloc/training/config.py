@@ -37,7 +37,7 @@ TENSORBOARD_CHOICES = ("auto", "on", "off")
 LOSS_WEIGHT_SCALING_CHOICES = ("fixed", "batch")
 COLLAPSE_ACTIONS = ("warn", "stop")
 LR_SCHEDULES = ("constant", "cosine")
-LR_FINAL_FRACTION = 0.01  # cosine: the last epoch's learning rate is close to lr x this
+LR_FINAL_FRACTION = 0.01  # cosine: the floor lr x this is approached at the run's end (8 epochs: last is 0.05 lr)
 RECIPE_BATCH = 256  # the published recipe's batch (METHOD.md §4): its loss weights are balanced for it
 
 # Fields that may differ between a run and its --resume (they do not change what is learned).
@@ -56,8 +56,8 @@ class TrainConfig:
     # optimisation (METHOD.md §4)
     batch_size: int = _key(256, "global batch: split evenly over the ranks when distributed")
     lr: float = _key(1e-4, "Adam learning rate")
-    lr_schedule: str = _key("constant", "constant (the recipe) | cosine: per epoch, from lr down towards lr/100 "
-                                        "over the run")
+    lr_schedule: str = _key("constant", "constant (the recipe) | cosine: set per epoch, half a cosine from lr "
+                                        "towards lr/100 at the run's end")
     weight_decay: float = _key(1e-4, "Adam weight decay")
     epochs: int = _key(30, "passes over the train split")
     warmup_epochs: int = _key(5, "contrastive loss only during these first epochs")

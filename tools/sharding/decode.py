@@ -209,19 +209,12 @@ def open_container(path):
         raise DecodeFailure("corrupt_file", _one_line(exc).replace(str(path), path.name)) from None
 
 
-_AV_OPEN_KWARGS = [{"metadata_errors": "ignore"}]  # dropped once PyAV says it does not know the argument
-
-
 def _av_open(av, path: str):
     """av.open that tolerates undecodable metadata text: PyAV < 19 needs ``metadata_errors="ignore"``
-    for that, PyAV 19 dropped the argument (and no longer raises on such metadata)."""
-    try:
-        return av.open(path, **_AV_OPEN_KWARGS[0])
-    except TypeError as exc:
-        if "metadata_errors" not in str(exc) or not _AV_OPEN_KWARGS[0]:
-            raise
-        _AV_OPEN_KWARGS[0] = {}
+    for that; PyAV 19 dropped the argument (and no longer raises on such metadata)."""
+    if int(av.__version__.split(".")[0]) >= 19:
         return av.open(path)
+    return av.open(path, metadata_errors="ignore")
 
 
 def probe_container(container, *, read_rotation: bool = False) -> ProbeInfo:
