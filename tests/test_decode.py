@@ -270,7 +270,7 @@ import shutil, sys
 from pathlib import Path
 from avloc.tools.sharding import ShardConfig, run_shard
 from avloc.tools.sharding.decode import PyAVDecoder
-from avloc.tools.sharding.distributors import worker_start_method
+from avloc.utils.processes import worker_start_method
 
 def main():
     clips, out = Path(sys.argv[1]), Path(sys.argv[2])

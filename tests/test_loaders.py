@@ -258,25 +258,21 @@ def test_torch_loader_order_does_not_depend_on_workers(shards):
         assert all(torch.equal(x["image"], y["image"]) for x, y in zip(other, runs[0]))
 
 
-@pytest.mark.dali
-def test_torch_workers_start_from_a_preloaded_forkserver_when_dali_is_loaded(shards, tmp_path):
-    """In a fresh process with DALI imported, the torch loader's workers come from a forkserver that
-    preloads the loaders' modules, and read exactly what in-process loading reads."""
+def run_worker_probe(tmp_path, root, setup: str) -> None:
+    """In a fresh process: ``setup`` (statements in main(), before loading), then the torch loader with 2
+    workers must read exactly what in-process loading reads."""
     import subprocess
     import sys
 
-    pytest.importorskip("nvidia.dali")
-    root, _ = shards
+    body = "\n".join("    " + line for line in setup.strip().splitlines())
     script = tmp_path / "probe.py"
     script.write_text(f"""
-import multiprocessing.forkserver, nvidia.dali, torch
+import multiprocessing.forkserver, sys, torch
 from avloc.data import LoaderOptions, build_loader
 from avloc.data.workers import FORKSERVER_PRELOAD, worker_options
 
 def main():
-    context = worker_options(2)["multiprocessing_context"]
-    assert context.get_start_method() == "forkserver", context.get_start_method()
-    assert list(FORKSERVER_PRELOAD) == multiprocessing.forkserver._forkserver._preload_modules
+{body}
     runs = [list(build_loader({str(root)!r}, "train", LoaderOptions(backend="torch", mode="train", batch_size=5,
                                                                        num_workers=n))) for n in (0, 2)]
     assert [b["key"] for b in runs[0]] == [b["key"] for b in runs[1]] and len(runs[0]) == 9
@@ -288,6 +284,55 @@ if __name__ == "__main__":
 """)
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@pytest.mark.dali
+def test_torch_workers_start_from_a_preloaded_forkserver_when_dali_is_loaded(shards, tmp_path):
+    """In a fresh process with DALI imported, the torch loader's workers come from a forkserver that
+    preloads the loaders' modules, and read exactly what in-process loading reads."""
+    pytest.importorskip("nvidia.dali")
+    run_worker_probe(tmp_path, shards[0], """
+import nvidia.dali
+context = worker_options(2)["multiprocessing_context"]
+assert context.get_start_method() == "forkserver", context.get_start_method()
+assert list(FORKSERVER_PRELOAD) == multiprocessing.forkserver._forkserver._preload_modules
+""")
+
+
+def test_torch_workers_start_from_a_forkserver_after_pyav_decoded_here(shards, tmp_path):
+    """A process that has opened media with PyAV (FFmpeg threads that a forked child can hang in) gives
+    its DataLoader workers a forkserver, as the shard workers get, and they read what in-process loading
+    reads; before that, workers fork."""
+    pytest.importorskip("av")
+    wav = tmp_path / "tone.wav"
+    lf.write_wav(wav, (np.sin(np.arange(16000) / 10.0) * 8000).astype(np.int16))
+    run_worker_probe(tmp_path, shards[0], f"""
+from avloc.tools.sharding.decode import open_container
+assert "nvidia.dali" not in sys.modules
+assert "multiprocessing_context" not in worker_options(2)  # forked
+open_container({str(wav)!r}).close()
+context = worker_options(2)["multiprocessing_context"]
+assert context.get_start_method() == "forkserver", context.get_start_method()
+""")
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_torch_workers_ship_uint8_pixels_normalised_where_the_batch_lands(shards, mode):
+    """What a worker builds holds uint8 pixels (a quarter of float32's bytes through shared memory); the
+    loader's batch is exactly those pixels normalised, bit for bit what normalising each frame alone gives."""
+    root, _ = shards
+    loader = load(root, "torch", mode=mode, batch_size=7, num_workers=0)
+    loader.set_epoch(1)
+    raw = list(loader.epoch_dataset(0))
+    loader.set_epoch(1)
+    loaded = list(loader)
+    assert len(raw) == len(loaded) > 1
+    for worker_batch, batch in zip(raw, loaded):
+        assert worker_batch["image"].dtype == torch.uint8 and batch["image"].dtype == torch.float32
+        assert worker_batch["key"] == batch["key"]
+        assert torch.equal(augment.normalise(worker_batch["image"]), batch["image"])
+        one_by_one = torch.stack([augment.normalise(frame) for frame in worker_batch["image"]])
+        assert torch.equal(one_by_one, batch["image"])
 
 
 @pytest.mark.parametrize("backend", SHARD_BACKENDS + ["folder"])

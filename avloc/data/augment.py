@@ -60,10 +60,24 @@ _SCALE = (1.0 / (255.0 * torch.tensor(IMAGENET_STD))).view(3, 1, 1)
 _OFFSET = (-torch.tensor(IMAGENET_MEAN) / torch.tensor(IMAGENET_STD)).view(3, 1, 1)
 
 
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """RGB pixels 0-255 (uint8 or float) [..., 3, H, W] -> float32, (x / 255 - mean) / std computed as
+    x * scale + offset, on the images' device. One op for every path, so a frame normalised alone or
+    in a batch, in a worker or where the batch lands, gives the same bits."""
+    scale, offset = _SCALE, _OFFSET
+    if images.device.type != "cpu":
+        scale, offset = scale.to(images.device), offset.to(images.device)
+    values = images.float() if images.dtype != torch.float32 else images.clone()
+    return torch.addcmul(offset, values, scale, out=values)  # in place: no second 4-byte-per-pixel buffer
+
+
+def pil_pixels(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image -> uint8 [3, H, W] (contiguous)."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
 def _to_normalised_tensor(img: Image.Image) -> torch.Tensor:
-    """HWC uint8 RGB -> CHW float32, (x / 255 - mean) / std computed as x * scale + offset."""
-    hwc = torch.from_numpy(np.array(img, dtype=np.uint8))
-    return torch.addcmul(_OFFSET, hwc.permute(2, 0, 1).float(), _SCALE).contiguous()
+    return normalise(pil_pixels(img))
 
 
 def train_crop_box(width: int, height: int, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> tuple:
@@ -91,8 +105,8 @@ def train_crop_offset(width: int, height: int, aug: SampleAugment, image_size: i
     return int(round(aug.crop_x * (width - image_size))), int(round(aug.crop_y * (height - image_size)))
 
 
-def train_image(img: Image.Image, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> torch.Tensor:
-    """Shorter side -> int(1.1 * size) bicubic, random size x size crop, random flip, normalise -> [3,S,S].
+def train_pixels(img: Image.Image, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> Image.Image:
+    """Shorter side -> int(1.1 * size) bicubic, random size x size crop, random flip (RGB, not normalised).
 
     A frame stored at the training scale (shorter side int(1.1 * size) already, the shard default)
     is only cropped: the resize is an identity there."""
@@ -105,21 +119,35 @@ def train_image(img: Image.Image, aug: SampleAugment, image_size: int = IMAGE_SI
                                                                                      image_size))
     if aug.flip:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    return _to_normalised_tensor(img)
+    return img
+
+
+def train_image(img: Image.Image, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> torch.Tensor:
+    """train_pixels, normalised -> float32 [3, S, S]."""
+    return _to_normalised_tensor(train_pixels(img, aug, image_size))
+
+
+def train_crop_pixels(chw: torch.Tensor, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> torch.Tensor:
+    """train_pixels for a decoded uint8 [3, H, W] frame already at the training scale: crop, flip ->
+    uint8 [3, S, S] (contiguous)."""
+    left, top = train_crop_offset(chw.shape[2], chw.shape[1], aug, image_size)
+    crop = chw[:, top:top + image_size, left:left + image_size]
+    return crop.flip(2) if aug.flip else crop.contiguous()
 
 
 def train_crop_tensor(chw: torch.Tensor, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> torch.Tensor:
-    """train_image for a decoded uint8 [3, H, W] frame already at the training scale: crop, flip, normalise."""
-    left, top = train_crop_offset(chw.shape[2], chw.shape[1], aug, image_size)
-    crop = chw[:, top:top + image_size, left:left + image_size]
-    if aug.flip:
-        crop = crop.flip(2)
-    return torch.addcmul(_OFFSET, crop.float(), _SCALE)
+    """train_crop_pixels, normalised -> float32 [3, S, S]."""
+    return normalise(train_crop_pixels(chw, aug, image_size))
+
+
+def eval_pixels(img: Image.Image, image_size: int = IMAGE_SIZE) -> Image.Image:
+    """Resize to exactly size x size (bicubic, aspect not kept), RGB, not normalised."""
+    return img.convert("RGB").resize((image_size, image_size), Image.BICUBIC)
 
 
 def eval_image(img: Image.Image, image_size: int = IMAGE_SIZE) -> torch.Tensor:
-    """Resize to exactly size x size (bicubic, aspect not kept), normalise -> [3,S,S]."""
-    return _to_normalised_tensor(img.convert("RGB").resize((image_size, image_size), Image.BICUBIC))
+    """eval_pixels, normalised -> float32 [3, S, S]."""
+    return _to_normalised_tensor(eval_pixels(img, image_size))
 
 
 def mask_spans(aug: SampleAugment, bins: int, frames: int) -> tuple:

@@ -1,6 +1,7 @@
 """The batch every loader yields, and the pieces that build it.
 
-A batch is a dict: "image" float32 [B,3,S,S] (ImageNet-normalised), "spec" float32 [B,1,257,T]
+A batch is a dict: "image" float32 [B,3,S,S] (ImageNet-normalised; the torch shard loader's workers
+build it as uint8 pixels and workers.stream_batches normalises it where it lands), "spec" float32 [B,1,257,T]
 (divided by 12, masked in train mode), "key" list[str], "label" int64 [B] (-1 unlabelled),
 "bbox" list (None or [[x1,y1,x2,y2], ...] fractions per sample). Tensors are on the loader's
 device.

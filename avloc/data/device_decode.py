@@ -82,12 +82,6 @@ def resize_box(image: torch.Tensor, box: tuple, size: int) -> torch.Tensor:
     return resize_boxes(image[None], torch.tensor([box], dtype=torch.float64), size)[0]
 
 
-def _normalise(images: torch.Tensor) -> torch.Tensor:
-    scale = augment._SCALE.to(images.device)
-    offset = augment._OFFSET.to(images.device)
-    return torch.addcmul(offset, images, scale)
-
-
 def transform(image: torch.Tensor, aug: Optional[augment.SampleAugment], size: int) -> torch.Tensor:
     """A decoded uint8 [3, H, W] frame -> normalised float32 [3, S, S], as augment.train_image (aug given)
     or augment.eval_image (aug None) make it from the same pixels."""
@@ -110,7 +104,7 @@ def transform_batch(images: list, augs: list, size: int) -> torch.Tensor:
         if flips:
             resized[flips] = resized[flips].flip(-1)
         out[torch.tensor(index, device=device)] = resized
-    return _normalise(out)
+    return augment.normalise(out)
 
 
 # ----------------------------------------------------------------------------- worker side

@@ -41,9 +41,11 @@ def decode_jpeg_tensor(data: bytes) -> torch.Tensor:
         raise ValueError(f"cannot decode the JPEG: {exc}") from None
 
 
-def decode_image(jpeg: bytes, aug, options: LoaderOptions) -> torch.Tensor:
-    """The frame as the model sees it: train mode crops (and flips) a frame stored at the training scale,
-    resizes any other (augment.train_image); eval mode resizes to exactly size x size."""
+def decode_pixels(jpeg: bytes, aug, options: LoaderOptions) -> torch.Tensor:
+    """The frame's pixels as the model sees them, uint8 [3, S, S], not yet normalised: train mode crops
+    (and flips) a frame stored at the training scale, resizes any other (augment.train_pixels); eval
+    mode resizes to exactly size x size. Workers ship uint8 (a quarter of float32's bytes through shared
+    memory) and the batch is normalised where it lands (workers.stream_batches)."""
     from PIL import Image
 
     size = options.image_size
@@ -53,15 +55,16 @@ def decode_image(jpeg: bytes, aug, options: LoaderOptions) -> torch.Tensor:
             problem = frame_size_problem(dims[1], dims[0])
             if problem:
                 raise ValueError(problem)
-            return augment.train_crop_tensor(decode_jpeg_tensor(jpeg), aug, size)
+            return augment.train_crop_pixels(decode_jpeg_tensor(jpeg), aug, size)
     img = Image.open(io.BytesIO(jpeg))
     check_pil_frame_size(img)  # header only: nothing is decoded above the limit
     img.load()
-    return augment.train_image(img, aug, size) if aug is not None else augment.eval_image(img, size)
+    pixels = augment.train_pixels(img, aug, size) if aug is not None else augment.eval_pixels(img, size)
+    return augment.pil_pixels(pixels)
 
 
 def decode_sample(members: dict, aug, options: LoaderOptions):
-    """Raw members -> (image [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad.
+    """Raw members -> (image uint8 [3,S,S], spec [1,257,T], label, bbox). Raises ValueError/OSError when bad.
     With ``image_decode="device"`` the image stays encoded (avloc.data.device_decode decodes the batch)."""
     jpeg = members[schema.EXT_FRAME]
     if options.image_decode == "device":
@@ -71,7 +74,7 @@ def decode_sample(members: dict, aug, options: LoaderOptions):
             raise ValueError(problem)
         image = device_decode.encoded_frame(jpeg)
     else:
-        image = decode_image(jpeg, aug, options)
+        image = decode_pixels(jpeg, aug, options)
     spec = augment.spec_tensor(schema.decode_spec(members[schema.EXT_SPEC]), aug, options.mask_fill)
     label, bbox = parse_meta(members[schema.EXT_META])
     return image, spec, label, bbox

@@ -1,23 +1,23 @@
 """DataLoader workers for the torch-side loaders: how they start, and how their batches are counted.
 
-Workers use one intra-op thread each (the cores are theirs to share). They are forked, except
-when DALI is loaded in this process: DALI pipelines own native threads that do not survive a
-fork, and a forked child that garbage-collects an inherited pipeline blocks forever in its
-shutdown. Then workers start from a clean "forkserver" process instead, which imports torch and
-the loaders' modules once, so that each epoch's workers fork with them loaded instead of importing
-them again (measured: first batch 7 s instead of 12-15 s on a loaded 2-core machine).
+Workers use one intra-op thread each (the cores are theirs to share). They are forked, unless a
+forked child could hang in what it inherits (DALI loaded, or PyAV used, in this process:
+avloc.utils.processes). Then they start from a clean "forkserver" process, which imports torch
+and the loaders' modules once, so that each epoch's workers fork with them loaded instead of
+importing them again (measured: first batch 7 s instead of 12-15 s on a loaded 2-core machine).
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import sys
 from typing import Iterator
 
 import torch
 
+from avloc.data.augment import normalise
 from avloc.data.batch import to_device
 from avloc.errors import InputError
+from avloc.utils.processes import worker_start_method
 from avloc.utils.progress import warn
 
 
@@ -35,16 +35,20 @@ def worker_options(num_workers: int) -> dict:
     if num_workers <= 0:
         return {"num_workers": 0}
     options = {"num_workers": num_workers, "worker_init_fn": init_worker, "prefetch_factor": 2}
-    if "nvidia.dali" in sys.modules:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    method = worker_start_method()
+    if method != "fork":
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
         options["multiprocessing_context"] = context
     return options
 
 
 def stream_batches(batches, loader) -> Iterator[dict]:
     """The batches workers built (with ``_skipped``, maybe ``_error``), on the loader's device,
-    counted in its position. A worker reports a bad sample as the batch's ``_error``."""
+    counted in its position. A worker reports a bad sample as the batch's ``_error``. uint8 images
+    (the torch shard loader's) are normalised here, on the device: a quarter of the bytes cross from
+    the workers (and to a GPU), and the float batch is made once, where it is used."""
     position = loader.position
     for batch in batches:
         if "_error" in batch:
@@ -52,7 +56,10 @@ def stream_batches(batches, loader) -> Iterator[dict]:
         skipped = batch.pop("_skipped")
         batch.pop("_index", None)
         position.count(len(batch["key"]), skipped)
-        yield to_device(batch, loader.device)
+        batch = to_device(batch, loader.device)
+        if batch["image"].dtype == torch.uint8:
+            batch["image"] = normalise(batch["image"])
+        yield batch
     if position.skipped_this_epoch:
         warn(f"epoch {position.epoch}: skipped {position.skipped_this_epoch} bad sample(s) on rank "
              f"{loader.options.rank}")

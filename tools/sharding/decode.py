@@ -43,6 +43,7 @@ from typing import Optional
 import numpy as np
 
 from avloc import schema
+from avloc.utils.processes import mark_pyav_used
 from avloc.utils.system import pid_alive
 
 DECODERS = ("ffmpeg", "pyav")
@@ -179,21 +180,11 @@ def _first_frame_rotation(container, stream) -> int:
     return 0
 
 
-_PYAV_USED_IN_PID: Optional[int] = None
-
-
-def pyav_used_in_this_process() -> bool:
-    """Whether this process has opened media with PyAV: a child forked after that can deadlock in
-    FFmpeg's threads (seen with PyAV 19: every forked worker hung in its first frame conversion)."""
-    return _PYAV_USED_IN_PID == os.getpid()
-
-
 def open_container(path):
     """Open ``path`` with PyAV; unreadable, empty and unparseable files raise DecodeFailure."""
-    global _PYAV_USED_IN_PID
     import av
 
-    _PYAV_USED_IN_PID = os.getpid()
+    mark_pyav_used()  # children forked from now on could hang in FFmpeg's threads (avloc.utils.processes)
 
     path = Path(path)
     try:

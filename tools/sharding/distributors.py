@@ -8,10 +8,10 @@ run twice leaves the same files. A Ray cluster needs ``--out`` on storage every 
 from __future__ import annotations
 
 import os
-import sys
 from typing import Callable, Iterator
 
 from avloc.errors import AvlocError, InputError
+from avloc.utils.processes import worker_start_method
 from avloc.utils.system import first_line
 
 DISTRIBUTORS = ("local", "ray")
@@ -45,21 +45,6 @@ class LocalDistributor:
         pool = SupervisedPool(self.workers, self.limits, mp.get_context(method),
                               os.getpid() if method == "fork" else None)
         yield from pool.run(jobs, on_clip)
-
-
-def worker_start_method() -> str:
-    """How shard workers start: "fork" (cheapest) unless a forked child could hang in what it
-    inherits: the shutdown of DALI pipelines (e.g. from an earlier training run in this process) or
-    FFmpeg's threads once this process has decoded with PyAV (``avloc localize``, a notebook, a test
-    before the shard run). Then from a clean forkserver ("spawn" where there is none)."""
-    import multiprocessing as mp
-
-    from avloc.tools.sharding.decode import pyav_used_in_this_process
-
-    methods = mp.get_all_start_methods()
-    if "fork" in methods and "nvidia.dali" not in sys.modules and not pyav_used_in_this_process():
-        return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
 
 
 class RayDistributor:
