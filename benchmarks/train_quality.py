@@ -105,8 +105,9 @@ def quality_table(run_dir: Path) -> str:
     rows = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r["kind"] == "val"]
     nan = float("nan")
     lines = ["| epoch | step | val AP50 real audio | silent audio | other-class audio | verdict | val AUC "
-             "| centre prior AP50 | whole image AP50 | audio->image top-1 (chance) | val contrastive | audio cos |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| centre prior AP50 | whole image AP50 | audio->image top-1 (chance) | val contrastive | audio cos "
+             "| audio adjacency on same class (chance) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         epoch = str(r["epoch"] + 1) if r["epoch"] >= 0 else "0 (untrained)"
         uses = {True: "uses the sound", False: "NOT using the sound", None: "-"}[r.get("val_uses_sound")]
@@ -114,7 +115,8 @@ def quality_table(run_dir: Path) -> str:
                      f"| {r.get('val_shuffled_ap50', nan):.3f} | {uses} | {r.get('val_auc', nan):.3f} "
                      f"| {r.get('baseline_centre_ap50', nan):.3f} | {r.get('baseline_whole_ap50', nan):.3f} "
                      f"| {r.get('val_retrieval_a2i', nan):.3f} ({r.get('val_retrieval_chance', nan):.3f}) "
-                     f"| {r.get('val_contrastive', nan):.3f} | {r.get('val_audio_cos', nan):.3f} |")
+                     f"| {r.get('val_contrastive', nan):.3f} | {r.get('val_audio_cos', nan):.3f} "
+                     f"| {r.get('val_audio_same_class_mass', nan):.3f} ({r.get('val_audio_same_class_chance', nan):.3f}) |")
     return "\n".join(lines)
 
 
@@ -124,6 +126,9 @@ def main(argv=None) -> int:
     parser.add_argument("work", type=Path, nargs="?", help="work folder: clips, shards and the run")
     parser.add_argument("--n-clips", "--clips", dest="n_clips", type=int, default=960)
     parser.add_argument("--classes", type=int, default=8)
+    parser.add_argument("--data-seed", type=int, default=2,
+                        help="seed of the synthetic clips (2: the set every recorded row used); the training "
+                             "seed is --set seed=S")
     parser.add_argument("--distractors", choices=["class", "silent"], default="class",
                         help="class: shortcut-free (default); silent: the visual-shortcut set")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="extra training config KEY=VALUE")
@@ -137,8 +142,8 @@ def main(argv=None) -> int:
         return 0
     if args.work is None:
         parser.error("give a work folder (or --table RUN)")
-    summary = quality(args.work, n_clips=args.n_clips, n_classes=args.classes, distractor_looks=args.distractors,
-                      sets=args.sets)
+    summary = quality(args.work, n_clips=args.n_clips, n_classes=args.classes, seed=args.data_seed,
+                      distractor_looks=args.distractors, sets=args.sets)
     if args.png:
         plot_curves(args.work / "run", args.png)
     print(json.dumps(summary, indent=1, default=str))

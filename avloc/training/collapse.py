@@ -59,6 +59,34 @@ def embedding_spread(visual: torch.Tensor, audio: torch.Tensor) -> dict:
     return out
 
 
+@torch.no_grad()
+def same_class_adjacency_mass(audio: torch.Tensor, labels: list, tau: float) -> dict:
+    """How much class structure the FNAC audio adjacency carries: per clip, the softmax over the
+    other clips of audio cosine / tau (the adjacency's row without its own entry), and the share of
+    it on clips of the same class; beside it the share uniform weights would give (chance).
+
+    Returns {"audio_same_class_mass", "audio_same_class_chance"} (means over clips with a label and at
+    least one other clip of its class), or {} when there are none.
+    """
+    keep = [i for i, label in enumerate(labels) if label is not None]
+    if len(keep) < 2:
+        return {}
+    a = F.normalize(audio[keep].detach().float(), dim=1)
+    lab = torch.tensor([labels[i] for i in keep])
+    n = a.shape[0]
+    logits = a @ a.t() / tau
+    off = ~torch.eye(n, dtype=torch.bool)
+    logits = logits.masked_fill(~off, float("-inf"))
+    weights = torch.softmax(logits, dim=1)
+    same = (lab[:, None] == lab[None, :]) & off
+    rows = same.any(dim=1)
+    if not bool(rows.any()):
+        return {}
+    mass = (weights * same).sum(dim=1)[rows]
+    chance = same.sum(dim=1)[rows].float() / (n - 1)
+    return {"audio_same_class_mass": float(mass.mean()), "audio_same_class_chance": float(chance.mean())}
+
+
 def contrastive_chance(batch_size: int) -> float:
     """The contrastive loss (rows + columns cross-entropy) of a model that cannot tell clips apart."""
     return 2.0 * math.log(batch_size)

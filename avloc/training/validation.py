@@ -101,7 +101,8 @@ def run_validation(model, loader, *, device, tau: float, fg_threshold: float, lo
             got.add(visual, audio, out, batch, tau)
     finally:
         model.train(was_training)
-    result = {"val_samples": got.n_samples, **_loss_rows(got, loss_weights), **_spread_rows(got)}
+    result = {"val_samples": got.n_samples, **_loss_rows(got, loss_weights), **_spread_rows(got),
+              **_adjacency_rows(got, tau)}
     result["val_boxes"] = len(got.gts)
     if got.gts:
         result.update(_localisation_rows(got, upsample, audio_controls))
@@ -126,6 +127,15 @@ def _spread_rows(got: _Collected) -> dict:
         return {}
     spread = embedding_spread(torch.cat(got.spread_visual), torch.cat(got.spread_audio))
     return {f"val_{k}": v for k, v in spread.items() if k in ("audio_cos", "visual_cos", "audio_std", "visual_std")}
+
+
+def _adjacency_rows(got: _Collected, tau: float) -> dict:
+    """The share of the audio adjacency's mass on same-class clips (boxed, labelled items), beside chance."""
+    from avloc.training.collapse import same_class_adjacency_mass
+
+    if len(got.audio) < 2:
+        return {}
+    return {f"val_{k}": v for k, v in same_class_adjacency_mass(torch.stack(got.audio), got.labels, tau).items()}
 
 
 def _localisation_rows(got: _Collected, upsample: str, audio_controls) -> dict:
