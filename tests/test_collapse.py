@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from avloc.losses import fnac_losses
 from avloc.training.collapse import (CollapseMonitor, contrastive_chance, embedding_spread,
-                                     same_class_adjacency_mass, term_gradient_norms)
+                                     class_structure, same_class_mass,
+                                     term_gradient_norms)
 
 B, D, H, W = 16, 32, 4, 4
 
@@ -142,19 +143,25 @@ def test_validation_rows_fall_when_the_audio_is_silenced_or_shuffled():
     assert rows["val_uses_sound"] is True and "keeps" in rows["val_audio_verdict"]
 
 
-def test_same_class_adjacency_mass_reads_class_structure_against_chance():
+def test_same_class_mass_reads_class_structure_against_chance():
     g = torch.Generator().manual_seed(3)
     labels = [i % 4 for i in range(16)]  # 4 clips per class: 3 same-class others of 15
     centres = F.normalize(torch.randn(4, D, generator=g), dim=1)
     clustered = F.normalize(centres[labels] + 0.05 * torch.randn(16, D, generator=g), dim=1)
-    tight = same_class_adjacency_mass(clustered, labels, tau=0.03)
+    tight = class_structure(clustered[:, :, None, None].expand(16, D, H, W), clustered, labels, tau=0.03)
     assert tight["audio_same_class_chance"] == pytest.approx(3 / 15)
-    assert tight["audio_same_class_mass"] > 0.99
-    # identical embeddings (a collapse): the adjacency is uniform over the other clips, so exactly chance
-    flat = same_class_adjacency_mass(F.normalize(torch.ones(16, D), dim=1), labels, tau=0.03)
+    assert tight["audio_same_class_mass"] > 0.99 and tight["logits_same_class_mass"] > 0.99
+    # identical embeddings (a collapse): every row is uniform over the other clips, so exactly chance
+    flat = class_structure(*_identical(), labels, tau=0.03)
     assert flat["audio_same_class_mass"] == pytest.approx(3 / 15, abs=1e-5)
-    # random embeddings with shuffled labels stay near chance; unlabelled clips are left out
-    noise = same_class_adjacency_mass(F.normalize(torch.randn(16, D, generator=g), dim=1), labels, tau=0.5)
-    assert abs(noise["audio_same_class_mass"] - 3 / 15) < 0.15
-    assert same_class_adjacency_mass(clustered, [None] * 15 + [0], tau=0.03) == {}
-    assert same_class_adjacency_mass(clustered[:4], [0, 1, 2, 3], tau=0.03) == {}
+    assert flat["logits_same_class_mass"] == pytest.approx(3 / 15, abs=1e-5)
+    # audio that knows the classes while every frame matches only its own clip: the adjacency carries
+    # the structure and the pair logits do not (what the FNS1 term is there to change)
+    own = F.normalize(torch.randn(16, D, generator=g), dim=1)
+    visual = own[:, :, None, None].expand(16, D, H, W)
+    split = class_structure(visual, clustered, labels, tau=0.03)
+    assert split["audio_same_class_mass"] > 0.99 and abs(split["logits_same_class_mass"] - 3 / 15) < 0.2
+    # the self entry never counts, unlabelled clips are left out
+    assert same_class_mass(torch.eye(4) * 100, [0, 0, 1, 1])["mass"] == pytest.approx(1 / 3)
+    assert same_class_mass(torch.zeros(16, 16), [None] * 15 + [0]) == {}
+    assert same_class_mass(torch.zeros(4, 4), [0, 1, 2, 3]) == {}

@@ -60,31 +60,48 @@ def embedding_spread(visual: torch.Tensor, audio: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def same_class_adjacency_mass(audio: torch.Tensor, labels: list, tau: float) -> dict:
-    """How much class structure the FNAC audio adjacency carries: per clip, the softmax over the
-    other clips of audio cosine / tau (the adjacency's row without its own entry), and the share of
-    it on clips of the same class; beside it the share uniform weights would give (chance).
-
-    Returns {"audio_same_class_mass", "audio_same_class_chance"} (means over clips with a label and at
-    least one other clip of its class), or {} when there are none.
-    """
+def same_class_mass(logits: torch.Tensor, labels: list) -> dict:
+    """Per row of an [N, N] logit matrix between clips: the softmax over the other clips (the row
+    without its own entry) and its share on clips of the row's class, with the share uniform weights
+    would give (chance). Means over rows with a label and another clip of their class: {"mass",
+    "chance"}, or {} when there are none. Unlabelled clips (None) are left out."""
     keep = [i for i, label in enumerate(labels) if label is not None]
     if len(keep) < 2:
         return {}
-    a = F.normalize(audio[keep].detach().float(), dim=1)
+    index = torch.tensor(keep)
+    logits = logits.detach().float()[index][:, index]
     lab = torch.tensor([labels[i] for i in keep])
-    n = a.shape[0]
-    logits = a @ a.t() / tau
+    n = len(keep)
     off = ~torch.eye(n, dtype=torch.bool)
-    logits = logits.masked_fill(~off, float("-inf"))
-    weights = torch.softmax(logits, dim=1)
+    weights = torch.softmax(logits.masked_fill(~off, float("-inf")), dim=1)
     same = (lab[:, None] == lab[None, :]) & off
     rows = same.any(dim=1)
     if not bool(rows.any()):
         return {}
     mass = (weights * same).sum(dim=1)[rows]
     chance = same.sum(dim=1)[rows].float() / (n - 1)
-    return {"audio_same_class_mass": float(mass.mean()), "audio_same_class_chance": float(chance.mean())}
+    return {"mass": float(mass.mean()), "chance": float(chance.mean())}
+
+
+@torch.no_grad()
+def class_structure(visual: torch.Tensor, audio: torch.Tensor, labels: list, tau: float) -> dict:
+    """How much class structure FNAC's targets carry and how much its pair logits follow it, over a set
+    of clips (visual [N, D, h, w], audio [N, D], labels): the share of each clip's softmax over the
+    other clips that lands on its own class, for the audio adjacency (audio cosine / tau, the target
+    of the FNS1 term) and for the pair logits (max over positions / tau, the rows of the contrastive
+    loss, which push every other clip away, same class or not); beside chance."""
+    a = F.normalize(audio.detach().float(), dim=1)
+    out = {}
+    adjacency = same_class_mass(a @ a.t() / tau, labels)
+    if adjacency:
+        out["audio_same_class_mass"], out["audio_same_class_chance"] = adjacency["mass"], adjacency["chance"]
+    if visual.dim() == 4:
+        v = visual.detach().float().flatten(2)
+        pair = torch.einsum("ndp,md->nmp", v, a).amax(dim=2) / tau  # [image, audio]
+        logits = same_class_mass(pair, labels)
+        if logits:
+            out["logits_same_class_mass"] = logits["mass"]
+    return out
 
 
 def contrastive_chance(batch_size: int) -> float:

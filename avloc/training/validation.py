@@ -130,12 +130,13 @@ def _spread_rows(got: _Collected) -> dict:
 
 
 def _adjacency_rows(got: _Collected, tau: float) -> dict:
-    """The share of the audio adjacency's mass on same-class clips (boxed, labelled items), beside chance."""
-    from avloc.training.collapse import same_class_adjacency_mass
+    """Same-class shares of the audio adjacency and of the pair logits (boxed, labelled items), beside chance."""
+    from avloc.training.collapse import class_structure
 
     if len(got.audio) < 2:
         return {}
-    return {f"val_{k}": v for k, v in same_class_adjacency_mass(torch.stack(got.audio), got.labels, tau).items()}
+    return {f"val_{k}": v for k, v in class_structure(torch.stack(got.visual), torch.stack(got.audio), got.labels,
+                                                      tau).items()}
 
 
 def _localisation_rows(got: _Collected, upsample: str, audio_controls) -> dict:
