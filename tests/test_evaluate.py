@@ -179,6 +179,16 @@ def test_cli_vggss_with_missing_media_and_defective_box(vggss_root, checkpoint, 
     assert set(controls["controls"]) == {"silence", "shuffled"} and "uses_sound" in controls
     assert (out / "summary.png").stat().st_size > 0
     assert len(list((out / "overlays").glob("*.png"))) == 2
+    # per class: the scored items' classes, n summing to the scored count, each AP50 from its own items
+    per_class = results["per_class"]
+    assert sum(r["n"] for r in per_class) == 3
+    for r in per_class:
+        mine = [c for c, k in zip(table["ciou"], table["class"]) if k == r["class"]]
+        assert r["n"] == len(mine) and r["ap50"] == sum(c >= 0.5 for c in mine) / len(mine)
+        assert set(r) == {"class", "n", "ap50", "ap50_silence", "ap50_shuffled"}
+    assert [r["ap50"] for r in per_class] == sorted(r["ap50"] for r in per_class)
+    if len(per_class) > 1:
+        assert "per class AP50 x100, weakest" in output
 
 
 @pytest.mark.parametrize("benchmark,synth_name", [("avsbench-s4", "avsbench-s4"), ("avsbench", "avsbench-s4"),
@@ -516,3 +526,18 @@ def test_cli_out_on_proc_or_a_read_only_mount_is_refused_before_scoring(vggss_ro
                                  "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"])
             lines = [line for line in output.splitlines() if line.strip()]
             assert code == 2 and len(lines) == 1 and message in lines[0], (out, output)
+
+
+def test_per_class_rows_find_a_class_the_average_hides():
+    from avloc.evaluation.results import per_class_rows
+
+    # 3 classes of 4 items: two localised every time, one never: the average (0.67) hides the dead class
+    per_sample = {"class": ["a"] * 4 + ["b"] * 4 + ["c"] * 4 + [None],
+                  "ciou": [0.9] * 8 + [0.1] * 4 + [0.9],
+                  "ciou_silence": [0.2] * 12 + [0.9],
+                  "ciou_centre_gaussian": [0.3] * 13}
+    rows = per_class_rows(per_sample)
+    assert [r["class"] for r in rows] == ["c", "a", "b"]
+    assert rows[0] == {"class": "c", "n": 4, "ap50": 0.0, "ap50_silence": 0.0}
+    assert rows[1]["ap50"] == 1.0 and rows[2]["ap50"] == 1.0
+    assert per_class_rows({"class": [], "ciou": []}) == []

@@ -15,6 +15,7 @@ from avloc.utils.atomic import atomic_write_text, atomic_write_with
 from avloc.utils.progress import log
 
 FIGURE_DPI = 110
+WEAKEST_CLASSES_SHOWN = 5
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -54,6 +55,11 @@ def format_table(results: dict) -> str:
         lines.append(f"| {r['method']} | {r['ciou_x100']:.2f} | {r['auc_x100']:.2f} | {r['mean_ciou']:.4f} | {r['n']} |")
     if results.get("audio_controls"):
         lines.append(f"audio controls: {results['audio_controls']['verdict']}")
+    per_class = results.get("per_class") or []
+    if len(per_class) > 1:
+        shown = per_class[:WEAKEST_CLASSES_SHOWN]
+        lines.append(f"per class AP50 x100, weakest {len(shown)} of {len(per_class)} (all in results.json): "
+                     + ", ".join(f"{r['class']} {100 * r['ap50']:.1f} (n {r['n']})" for r in shown))
     return "\n".join(lines)
 
 

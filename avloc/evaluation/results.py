@@ -90,6 +90,27 @@ def per_sample_table(items: list, scores: Scores) -> dict:
     return table
 
 
+def per_class_rows(per_sample: dict) -> list:
+    """Per class (items that have one), the model's AP50 beside its audio-control rows, weakest first:
+    an average over classes can hide a class the model never localises."""
+    classes = per_sample.get("class") or []
+    columns = ["ciou"] + [c for c in per_sample if c.startswith("ciou_") and c[5:] in CONTROL_LABELS]
+    by_class: dict = {}
+    for i, label in enumerate(classes):
+        if label is not None and label != "":
+            by_class.setdefault(label, []).append(i)
+    rows = []
+    for label, index in by_class.items():
+        row = {"class": label, "n": len(index)}
+        for column in columns:
+            values = np.asarray(per_sample[column], dtype=float)[index]
+            values = values[~np.isnan(values)]
+            row["ap50" if column == "ciou" else f"ap50_{column[5:]}"] = (
+                metrics.summarise_cious(values)["ciou"] if len(values) else None)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["ap50"], r["class"]))
+
+
 def audio_control_summary(rows: list) -> Optional[dict]:
     """The model's AP50 beside its audio-control rows, and the verdict on whether it uses the sound."""
     by_column = {row["column"]: row for row in rows}
@@ -140,4 +161,5 @@ def assemble_results(bench: BenchmarkSet, items: list, scores: Scores, *, data_r
         "samples_per_s": counts["scored"] / elapsed if elapsed > 0 else None,
     }
     results["_per_sample"] = per_sample_table(items, scores)
+    results["per_class"] = per_class_rows(results["_per_sample"])
     return results
