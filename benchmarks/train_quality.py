@@ -106,8 +106,8 @@ def quality_table(run_dir: Path) -> str:
     nan = float("nan")
     lines = ["| epoch | step | val AP50 real audio | silent audio | other-class audio | verdict | val AUC "
              "| centre prior AP50 | whole image AP50 | audio->image top-1 (chance) | val contrastive | audio cos "
-             "| audio adjacency on same class (chance) | pair logits on same class |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| audio adjacency on same class (chance) | pair logits on same class | weakest class AP50 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         epoch = str(r["epoch"] + 1) if r["epoch"] >= 0 else "0 (untrained)"
         uses = {True: "uses the sound", False: "NOT using the sound", None: "-"}[r.get("val_uses_sound")]
@@ -117,7 +117,8 @@ def quality_table(run_dir: Path) -> str:
                      f"| {r.get('val_retrieval_a2i', nan):.3f} ({r.get('val_retrieval_chance', nan):.3f}) "
                      f"| {r.get('val_contrastive', nan):.3f} | {r.get('val_audio_cos', nan):.3f} "
                      f"| {r.get('val_audio_same_class_mass', nan):.3f} ({r.get('val_audio_same_class_chance', nan):.3f}) "
-                     f"| {r.get('val_logits_same_class_mass', nan):.3f} |")
+                     f"| {r.get('val_logits_same_class_mass', nan):.3f} "
+                     f"| {r.get('val_weakest_class_ap50', nan):.3f} ({r.get('val_weakest_class', '-')}) |")
     return "\n".join(lines)
 
 

@@ -141,6 +141,31 @@ def test_validation_rows_fall_when_the_audio_is_silenced_or_shuffled():
     assert rows["val_shuffled_ap50"] == 0.0
     assert rows["val_silence_ap50"] == 0.0
     assert rows["val_uses_sound"] is True and "keeps" in rows["val_audio_verdict"]
+    assert rows["val_ap50_by_class"] == {"0": 1.0, "1": 1.0, "2": 1.0, "3": 1.0} and rows["val_weakest_class_ap50"] == 1.0
+
+
+def test_validation_names_a_class_the_model_never_localises():
+    """Three classes found, one whose map always lights the wrong half: the average (0.75) hides it, the
+    per-class rows do not."""
+    from avloc.training.validation import _Collected, _localisation_rows
+
+    got = _Collected()
+    n_classes, h, w = 4, 8, 8
+    for i in range(12):
+        cls = i % n_classes
+        visual = torch.zeros(n_classes, h, w)
+        half = slice(w // 2, None) if cls == 2 else slice(None, w // 2)  # class 2 looks in the wrong place
+        visual[cls, :, half] = 1.0
+        got.visual.append(visual)
+        got.audio.append(F.one_hot(torch.tensor(cls), n_classes).float())
+        got.labels.append(cls)
+        gt = torch.zeros(224, 224)
+        gt[:, :112] = 1.0
+        got.gts.append(gt)
+    rows = _localisation_rows(got, "bicubic", ())
+    assert rows["val_ap50"] == 0.75
+    assert rows["val_ap50_by_class"] == {"0": 1.0, "1": 1.0, "2": 0.0, "3": 1.0}
+    assert rows["val_weakest_class"] == "2" and rows["val_weakest_class_ap50"] == 0.0
 
 
 def test_same_class_mass_reads_class_structure_against_chance():
