@@ -116,26 +116,40 @@ def test_term_gradient_norms_weight_each_term_and_skip_zero_weights():
     assert math.isfinite(one["fns2"]) and one["fns2"] > 0
 
 
-def test_validation_rows_fall_when_the_audio_is_silenced_or_shuffled():
-    """A constructed model that localises the sound: its map follows the audio's class, so the
-    real row scores and the silence and other-class rows do not."""
-    from avloc.training.validation import _Collected, _localisation_rows
+N_CLASSES, MAP_H, MAP_W = 4, 8, 8
+
+
+def _collected(n_items: int, object_map):
+    """Validation collected from a constructed model over ``n_items`` (class i % 4, one-hot audio, the
+    sounding object's box the left half): ``object_map(cls)`` gives the visual map [4, h, w] of an item."""
+    from avloc.training.validation import _Collected
 
     got = _Collected()
-    n_classes, h, w = 4, 8, 8
-    for i in range(8):
-        cls = i % n_classes
-        visual = torch.ones(n_classes, h, w)  # everything else looks like the other classes
-        visual[cls] = 0.0
-        visual[:, :, : w // 2] = 0.0
-        visual[cls, :, : w // 2] = 1.0  # the sounding object: the left half
-        got.visual.append(visual)
-        got.audio.append(F.one_hot(torch.tensor(cls), n_classes).float())
+    for i in range(n_items):
+        cls = i % N_CLASSES
+        got.visual.append(object_map(cls))
+        got.audio.append(F.one_hot(torch.tensor(cls), N_CLASSES).float())
         got.labels.append(cls)
         gt = torch.zeros(224, 224)
         gt[:, :112] = 1.0
         got.gts.append(gt)
-    got.silence = torch.ones(n_classes)  # silence resembles every class a little: the larger area wins
+    return got
+
+
+def test_validation_rows_fall_when_the_audio_is_silenced_or_shuffled():
+    """A constructed model that localises the sound: its map follows the audio's class, so the
+    real row scores and the silence and other-class rows do not."""
+    from avloc.training.validation import _localisation_rows
+
+    def object_map(cls):
+        visual = torch.ones(N_CLASSES, MAP_H, MAP_W)  # everything else looks like the other classes
+        visual[cls] = 0.0
+        visual[:, :, : MAP_W // 2] = 0.0
+        visual[cls, :, : MAP_W // 2] = 1.0  # the sounding object: the left half
+        return visual
+
+    got = _collected(8, object_map)
+    got.silence = torch.ones(N_CLASSES)  # silence resembles every class a little: the larger area wins
     rows = _localisation_rows(got, "bicubic", ("silence", "shuffled"))
     assert rows["val_ap50"] == 1.0
     assert rows["val_shuffled_ap50"] == 0.0
@@ -147,22 +161,15 @@ def test_validation_rows_fall_when_the_audio_is_silenced_or_shuffled():
 def test_validation_names_a_class_the_model_never_localises():
     """Three classes found, one whose map always lights the wrong half: the average (0.75) hides it, the
     per-class rows do not."""
-    from avloc.training.validation import _Collected, _localisation_rows
+    from avloc.training.validation import _localisation_rows
 
-    got = _Collected()
-    n_classes, h, w = 4, 8, 8
-    for i in range(12):
-        cls = i % n_classes
-        visual = torch.zeros(n_classes, h, w)
-        half = slice(w // 2, None) if cls == 2 else slice(None, w // 2)  # class 2 looks in the wrong place
+    def object_map(cls):
+        visual = torch.zeros(N_CLASSES, MAP_H, MAP_W)
+        half = slice(MAP_W // 2, None) if cls == 2 else slice(None, MAP_W // 2)  # class 2 looks in the wrong place
         visual[cls, :, half] = 1.0
-        got.visual.append(visual)
-        got.audio.append(F.one_hot(torch.tensor(cls), n_classes).float())
-        got.labels.append(cls)
-        gt = torch.zeros(224, 224)
-        gt[:, :112] = 1.0
-        got.gts.append(gt)
-    rows = _localisation_rows(got, "bicubic", ())
+        return visual
+
+    rows = _localisation_rows(_collected(12, object_map), "bicubic", ())
     assert rows["val_ap50"] == 0.75
     assert rows["val_ap50_by_class"] == {"0": 1.0, "1": 1.0, "2": 0.0, "3": 1.0}
     assert rows["val_weakest_class"] == "2" and rows["val_weakest_class_ap50"] == 0.0
