@@ -18,7 +18,7 @@ from typing import List
 
 from avloc.utils.options import CommandOptions, range_problem, writable_folder_problems
 from avloc.utils.progress import log
-from avloc.utils.system import cpu_has_native_bf16, usable_cores
+from avloc.utils.system import usable_cores
 
 LOADER_CHOICES = ("auto", "dali", "torch")
 
@@ -52,22 +52,12 @@ class DemoOptions(CommandOptions):
         return found + writable_folder_problems("--out", self.out)
 
     def train_overrides(self) -> list:
-        from avloc.training.config import PRESETS
+        from avloc.training.config import PRESETS, from_scratch_precision
 
         warmup = min(PRESETS["from-scratch"]["warmup_epochs"], self.epochs)
         return [f"epochs={self.epochs}", f"warmup_epochs={warmup}", f"image_size={self.image_size}",
                 f"loader={self.loader}", f"progress={str(self.progress).lower()}", "val_at_start=true",
-                f"precision={demo_precision()}"]
-
-
-def demo_precision() -> str:
-    """bf16 autocast where the CPU computes in bf16 natively (about twice the fp32 step rate), else the
-    default (fp32 on CPU, bf16 on CUDA)."""
-    import torch
-
-    if torch.cuda.is_available() or not cpu_has_native_bf16():
-        return "auto"
-    return "bf16"
+                f"precision={from_scratch_precision()}"]
 
 
 def _synth_and_shard(opts: DemoOptions, workers: int, timings: dict) -> dict:

@@ -2,7 +2,8 @@
 
 Shortcut-free synthetic clips (every object in a frame looks like a class of the set; one of them
 sounds) -> shards with a val split and boxes (``run_shard``) -> a short training with the
-``from-scratch`` preset (``run_training``) -> validation AP50/AUC with the real audio, with
+``from-scratch`` preset (``run_training``; bf16 autocast where the CPU has it natively, as the demo
+trains) -> validation AP50/AUC with the real audio, with
 silent audio and with another class's audio, next to the trivial baselines (centre prior, whole
 image, untrained model) scored on the same val maps, with the curves (PNG).
 
@@ -29,7 +30,7 @@ def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2,
     from avloc.data.augment import resize_shorter_size
     from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips
-    from avloc.training.config import build_config
+    from avloc.training.config import build_config, from_scratch_precision
     from avloc.training.loop import run_training
 
     out = Path(out)
@@ -38,7 +39,9 @@ def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2,
     # only the audio says which object sounds.
     clips = generate_clips(out / "clips", n_clips, seed=seed, n_classes=n_classes, duration=4.0, width=192,
                            height=144, workers=2, test_fraction=0.0, distractor_looks=distractor_looks)
-    cfg = build_config(None, list(QUALITY_SETS) + list(sets), preset="from-scratch")
+    # bf16 autocast where the CPU has it natively, as the demo trains (a --set precision=... overrides it)
+    cfg = build_config(None, list(QUALITY_SETS) + [f"precision={from_scratch_precision()}"] + list(sets),
+                       preset="from-scratch")
     shards = out / "shards"
     # frames stored at the run's training scale, int(1.1 x image_size): training only crops and flips
     run_shard(ShardConfig(clips=clips.clips_dir, out=shards, csv=clips.csv_path, boxes=clips.boxes_path,
