@@ -135,11 +135,6 @@ def train_crop_pixels(chw: torch.Tensor, aug: SampleAugment, image_size: int = I
     return crop.flip(2) if aug.flip else crop.contiguous()
 
 
-def train_crop_tensor(chw: torch.Tensor, aug: SampleAugment, image_size: int = IMAGE_SIZE) -> torch.Tensor:
-    """train_crop_pixels, normalised -> float32 [3, S, S]."""
-    return normalise(train_crop_pixels(chw, aug, image_size))
-
-
 def eval_pixels(img: Image.Image, image_size: int = IMAGE_SIZE) -> Image.Image:
     """Resize to exactly size x size (bicubic, aspect not kept), RGB, not normalised."""
     return img.convert("RGB").resize((image_size, image_size), Image.BICUBIC)
