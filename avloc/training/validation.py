@@ -162,7 +162,7 @@ def _localisation_rows(got: _Collected, upsample: str, audio_controls) -> dict:
         result[f"{prefix}_ap50"] = scores["ciou"]
         result[f"{prefix}_auc"] = scores["auc"]
         result[f"{prefix}_mean_ciou"] = scores["mean_ciou"]
-    result.update(_class_rows(torch.einsum("ndhw,nd->nhw", visual, audio), gts, got.labels, upsample))
+    result.update(_class_rows(scored["val"]["per_sample"], got.labels))
     controls = {name: result[f"val_{name}_ap50"] for name in AUDIO_CONTROLS if f"val_{name}_ap50" in result}
     if controls:
         judged = verdict(result["val_ap50"], controls)
@@ -171,21 +171,16 @@ def _localisation_rows(got: _Collected, upsample: str, audio_controls) -> dict:
     return result
 
 
-def _class_rows(maps: torch.Tensor, gts: torch.Tensor, labels: list, upsample: str) -> dict:
-    """AP50 per class (labelled items) and the weakest class: an average over classes can hide one the
-    model never localises."""
-    from avloc.metrics import per_sample_cious, summarise_cious
+def _class_rows(cious, labels: list) -> dict:
+    """AP50 per class (labelled items) from the real-audio row's per-sample cIoUs, and the weakest class:
+    an average over classes can hide one the model never localises."""
+    from avloc.evaluation.results import per_class_rows
 
-    by_class: dict = {}
-    for i, label in enumerate(labels):
-        if label is not None:
-            by_class.setdefault(label, []).append(i)
-    if len(by_class) < 2:
+    rows = per_class_rows({"class": labels, "ciou": cious})
+    if len(rows) < 2:
         return {}
-    cious = per_sample_cious(maps, gts, upsample=upsample)
-    per_class = {str(label): summarise_cious(cious[index])["ciou"] for label, index in sorted(by_class.items())}
-    weakest = min(per_class, key=lambda k: (per_class[k], k))
-    return {"val_ap50_by_class": per_class, "val_weakest_class": weakest, "val_weakest_class_ap50": per_class[weakest]}
+    return {"val_ap50_by_class": {str(r["class"]): r["ap50"] for r in sorted(rows, key=lambda r: r["class"])},
+            "val_weakest_class": str(rows[0]["class"]), "val_weakest_class_ap50": rows[0]["ap50"]}
 
 
 def selection_metric(select_metric: str, result: dict) -> str:
