@@ -103,6 +103,7 @@ def _evaluate(opts: DemoOptions, workers: int, timings: dict) -> dict:
     from avloc.evaluation.options import EvaluateOptions
     from avloc.evaluation.runner import evaluate
     from avloc.tools.synth import write_benchmark
+    from avloc.tools.synth.layouts import MANIFEST_NAME
 
     out = Path(opts.out)
     t0 = time.perf_counter()
@@ -118,6 +119,9 @@ def _evaluate(opts: DemoOptions, workers: int, timings: dict) -> dict:
     results = evaluate(EvaluateOptions(benchmark="vggss", data_root=bench_root, checkpoint=checkpoint,
                                        out=out / "eval-vggss", device="auto", progress=opts.progress))
     timings["evaluate_s"] = time.perf_counter() - t0
+    # what a blind pick among each frame's objects scores: the level the silent/other-class rows sit at
+    manifest = json.loads((bench_root / MANIFEST_NAME).read_text())
+    results["object_prior"] = manifest.get("object_prior")
     return results
 
 
@@ -132,7 +136,7 @@ def run_demo(opts: DemoOptions) -> dict:
     train_summary = _train(opts, timings)
     results = _evaluate(opts, workers, timings)
     summary = {"out": str(out), "timings": timings, "shard": shard_report, "train": train_summary,
-               "evaluate": {k: results[k] for k in ("rows", "counts", "audio_controls") if k in results}}
+               "evaluate": {k: results[k] for k in ("rows", "counts", "audio_controls", "object_prior") if k in results}}
     from avloc.utils.atomic import atomic_write_text
 
     atomic_write_text(out / "demo_summary.json", json.dumps(summary, indent=1, default=str))

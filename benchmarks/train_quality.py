@@ -5,7 +5,8 @@ sounds) -> shards with a val split and boxes (``run_shard``) -> a short training
 ``from-scratch`` preset (``run_training``; bf16 autocast where the CPU has it natively, as the demo
 trains) -> validation AP50/AUC with the real audio, with
 silent audio and with another class's audio, next to the trivial baselines (centre prior, whole
-image, untrained model) scored on the same val maps, with the curves (PNG).
+image, untrained model) scored on the same val maps, and the object prior (a blind pick among each
+val frame's objects, from their true boxes), with the curves (PNG).
 
     python benchmarks/train_quality.py WORK --png benchmarks/results/train-quality-cpu.png
     python benchmarks/train_quality.py --table WORK/run        # the validation table of a run
@@ -18,6 +19,8 @@ import json
 import math
 import time
 from pathlib import Path
+
+from avloc.evaluation.object_prior import clip_set_items, object_prior_ap50, prior_line
 
 # The from-scratch preset (avloc.training.config.PRESETS) plus bookkeeping for a recorded run.
 QUALITY_SETS = ("num_workers=1", "loader=torch", "log_every=3", "checkpoint_every=30", "val_batch_size=43",
@@ -48,11 +51,24 @@ def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2,
                           val_fraction=0.2, samples_per_shard=64, frame_size=resize_shorter_size(cfg.image_size),
                           workers=2, progress=False))
     prep_s = time.perf_counter() - t0
+    prior = val_object_prior(clips.clips_dir.parent / "synth.json", shards)
+    print(prior_line(prior) + " on the val split: silent or other-class audio near 'random object' means "
+          "the model finds objects but not which one sounds", flush=True)
     t1 = time.perf_counter()
     summary = run_training(shards, out / "run", config=cfg, resume=(out / "run" / "config.yaml").exists())
     summary["train_seconds"] = time.perf_counter() - t1
     summary["prep_seconds"] = prep_s
+    summary["val_object_prior"] = prior
     return summary
+
+
+def val_object_prior(synth_json: Path, shards: Path) -> dict:
+    """AP50 of blind picks among each val frame's objects (true boxes): the level audio-control rows sit at."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(shards / "_manifest" / "manifest.parquet", columns=["clip_id", "split", "status"]).to_pylist()
+    keys = [r["clip_id"] for r in rows if r["split"] == "val" and r["status"] == "ok"]
+    return object_prior_ap50(clip_set_items(synth_json, keys))
 
 
 def plot_curves(run_dir: Path, png: Path) -> None:

@@ -291,8 +291,9 @@ def test_loader_data_folder_and_shards_hold_the_same_clips(tmp_path):
     assert a[0]["image"].shape == b[0]["image"].shape
     sets = [build_loader(s, "train", LoaderOptions(backend="torch", batch_size=2, num_workers=0)) for s in (shards, legacy)]
     assert [s.shards.frame_short_side for s in sets] == [246, 256] and [s.num_samples for s in sets] == [6, 6]
-    rate = _Measure(sets[0], 2, 2)()
-    assert rate > 0
+    measure = _Measure(sets[0], 2, 2)
+    rate = measure()
+    assert rate > 0 and len(measure.steady) == 1 and measure.steady[0] > 0  # batch 2 after batch 1
 
 
 def test_record_script_writes_the_results_files(tmp_path):

@@ -23,6 +23,8 @@ def test_demo_runs_end_to_end_shows_audio_controls_and_resumes(tmp_path, capsys)
     assert all(rows[m]["n"] == 6 for m in ("model", "model, silent audio", "model, other-class audio"))
     assert summary["evaluate"]["audio_controls"]["controls"].keys() == {"silence", "shuffled"}
     assert first["results"]["counts"]["scored"] == 6
+    prior = summary["evaluate"]["object_prior"]  # blind picks among each frame's objects, 6 frames
+    assert prior["n"] == 6 and prior["sounding_object"] >= 0.5 and 0.0 <= prior["random_object"] <= 0.6
     assert (tmp_path / "demo" / "run" / "checkpoints" / "best.pt").is_file()
     config = (tmp_path / "demo" / "run" / "config.yaml").read_text()
     assert "visual_weights: none" in config and "loss_weight_scaling: batch" in config  # the from-scratch preset

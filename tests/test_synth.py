@@ -11,15 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.ndimage import binary_opening
 from click.testing import CliRunner
 
 from cli_invoke import avloc_cli
+from synth_checks import assert_object_in_box, colour_mask
 from avloc.errors import InputError
 from avloc.ffmpeg_bin import ffmpeg_exe
 from avloc.tools.synth import centre_frame_time, generate_clips, plan_clips
 from avloc.tools.synth.audio import class_frequency, identify_class, render_mix, sample_sound
-from avloc.tools.synth.render import SceneRenderer, mask_box
+from avloc.tools.synth.render import SceneRenderer, mask_box, sounding_box
 from avloc.tools.synth.scene import CLASS_COLOURS, CLASS_NAMES
 
 CLIP_ID = re.compile(r"^[A-Za-z0-9_-]{11}_\d{6}$")
@@ -43,12 +43,6 @@ def stream_info(path) -> str:
     return subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
 
 
-def colour_mask(frame, colour, tol=60.0, opened=True):
-    """Pixels near the colour; opened (lossy frames) so that blended edges between two other
-    objects, whose mix can pass near a third colour, do not count."""
-    diff = frame.astype(np.float32) - np.asarray(colour, np.float32)
-    mask = np.sqrt((diff ** 2).sum(-1)) < tol
-    return binary_opening(mask, structure=np.ones((5, 5))) if opened else mask
 
 
 def box_iou(a, b):
@@ -73,7 +67,8 @@ def test_sounding_object_is_where_the_box_says_in_the_decoded_centre_frame(clips
         seen = mask_box(mask)
         box = it["bbox"][0]
         assert seen is not None, it["id"]
-        assert box_iou(seen, box) > 0.9, (it["id"], seen, box)
+        # the box is around the whole silhouette; objects drawn over it hide at most 30% of it
+        assert box_iou(seen, box) > 0.6, (it["id"], seen, box)
         # the object's pixels lie inside its box, and it is not a distractor's colour
         x1, y1, x2, y2 = (int(round(v * s)) for v, s in zip(box, (160, 120, 160, 120)))
         inside = mask[y1:y2, x1:x2].sum()
@@ -90,6 +85,31 @@ def test_sounding_object_is_not_centred_and_distractors_are_other_classes(clipse
         assert it["distractors"] and all(d["class_index"] != it["class_index"] for d in it["distractors"])
         # default "class" looks (shortcut-free): every distractor looks like another class of the set
         assert all(d["class_index"] < 6 for d in it["distractors"]), it["distractors"]
+
+
+def test_size_position_and_drawing_order_do_not_tell_which_object_sounds():
+    """Over many scenes the sounding object is the largest, the smallest, the one drawn on top and
+    the one nearest the frame's centre about as often as any other object (1 / objects in the
+    frame), and the median scene's most covered object is near MAX_HIDDEN."""
+    from avloc.tools.synth.scene import MAX_HIDDEN, _most_hidden
+
+    shares = {"largest": [], "smallest": [], "on top": [], "most central": []}
+    expected, hidden = [], []
+    for p in plan_clips(400, seed=4, n_classes=8, duration=4.0, test_fraction=0.0):
+        objects = p["scene"].objects
+        s = [i for i, o in enumerate(objects) if o.sounding][0]
+        area = [o.w * o.h for o in objects]
+        centrality = [abs(o.cx - 0.5) + abs(o.cy - 0.5) for o in objects]
+        shares["largest"].append(s == int(np.argmax(area)))
+        shares["smallest"].append(s == int(np.argmin(area)))
+        shares["on top"].append(s == len(objects) - 1)
+        shares["most central"].append(s == int(np.argmin(centrality)))
+        expected.append(1 / len(objects))
+        hidden.append(_most_hidden(objects))
+    assert np.median(hidden) <= MAX_HIDDEN + 0.05
+    chance = float(np.mean(expected))  # ~0.29 with 2-3 distractors
+    for name, hits in shares.items():
+        assert abs(np.mean(hits) - chance) < 0.09, (name, np.mean(hits), chance)
 
 
 @pytest.mark.parametrize("looks", ["silent", "class"])
@@ -188,8 +208,7 @@ def test_other_containers(tmp_path, container, vcodec, acodec):
     info = stream_info(path)
     assert f"Video: {vcodec}" in info and f"Audio: {acodec}" in info and "stereo" in info, info
     frame = decode_frame(path, 12, 96, 64)
-    seen = mask_box(colour_mask(frame, CLASS_COLOURS[s.items[0]["class_index"]]))
-    assert box_iou(seen, s.items[0]["bbox"][0]) > 0.85
+    assert_object_in_box(colour_mask(frame, CLASS_COLOURS[s.items[0]["class_index"]]), s.items[0]["bbox"][0])
     assert identify_class(decode_audio(path), 16000, 2) == s.items[0]["class_index"]
 
 
@@ -198,8 +217,7 @@ def test_frame_noise_makes_every_frame_differ_and_keeps_the_box(tmp_path):
     it = s.items[0]
     f12, f13 = (decode_frame(it["path"], i, 128, 96) for i in (12, 13))
     assert np.abs(f12.astype(int) - f13.astype(int)).mean() > 0.5
-    seen = mask_box(colour_mask(f12, CLASS_COLOURS[it["class_index"]]))
-    assert box_iou(seen, it["bbox"][0]) > 0.9
+    assert_object_in_box(colour_mask(f12, CLASS_COLOURS[it["class_index"]]), it["bbox"][0])
 
 
 def test_odd_frame_size_encodes(tmp_path):
@@ -304,10 +322,11 @@ def test_audio_blind_strategies_score_low_while_the_truth_scores_high():
     rng = np.random.default_rng(0)
     scores = {"centre": [], "pick": [], "truth": []}
     for p in plan_clips(120, seed=2, n_classes=8, duration=10.0, test_fraction=0.0):
-        labels = SceneRenderer(p["scene"], size, size).labels(5.0)
+        renderer = SceneRenderer(p["scene"], size, size)
+        labels = renderer.labels(5.0)
         objects = p["scene"].objects
         sounding = next(i for i, o in enumerate(objects) if o.sounding)
-        box = mask_box(labels == sounding)
+        box = sounding_box(renderer, 5.0)
         gt = np.zeros((size, size))
         x1, y1, x2, y2 = (int(v * size) for v in box)
         gt[y1:y2, x1:x2] = 1

@@ -5,47 +5,24 @@ from __future__ import annotations
 
 import csv
 import json
-import wave
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import numpy as np
 import pytest
-from scipy.ndimage import binary_opening
 from PIL import Image
 from click.testing import CliRunner
 
 from cli_invoke import avloc_cli
+from synth_checks import assert_object_in_box, box_map, colour_mask, iou, read_wav
 from avloc.errors import InputError
 from avloc.tools.synth import write_benchmark
 from avloc.tools.synth.audio import identify_class
-from avloc.tools.synth.render import mask_box
 from avloc.tools.synth.scene import CLASS_COLOURS, CLASS_NAMES
 
 
-def read_wav(path):
-    with wave.open(str(path)) as w:
-        data = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-        return data.reshape(-1, w.getnchannels()), w.getframerate()
 
 
-def colour_mask(frame, colour, tol=60.0, opened=True):
-    """Pixels near the colour; opened (lossy frames) so that blended edges between two other
-    objects, whose mix can pass near a third colour, do not count."""
-    diff = np.asarray(frame, np.float32)[..., :3] - np.asarray(colour, np.float32)
-    mask = np.sqrt((diff ** 2).sum(-1)) < tol
-    return binary_opening(mask, structure=np.ones((5, 5))) if opened else mask
-
-
-def iou(a, b):
-    return (a & b).sum() / (a | b).sum()
-
-
-def box_map(box, w, h):
-    m = np.zeros((h, w), bool)
-    x1, y1, x2, y2 = (int(round(v * s)) for v, s in zip(box, (w, h, w, h)))
-    m[y1:y2, x1:x2] = True
-    return m
 
 
 def test_vggss_layout(tmp_path):
@@ -62,8 +39,7 @@ def test_vggss_layout(tmp_path):
         cls = CLASS_NAMES.index(rec["class"])
         assert identify_class(audio[:, 0], sr, 8) == cls
         (box,) = rec["bbox"]
-        seen = colour_mask(frame, CLASS_COLOURS[cls])
-        assert iou(box_map(mask_box(seen), 320, 240), box_map(box, 320, 240)) > 0.95
+        assert_object_in_box(colour_mask(frame, CLASS_COLOURS[cls]), box)
         assert 0.25 <= (box[2] - box[0]) * (box[3] - box[1]) <= 0.5
         assert names[rec["file"]]["bbox"] == [box]
 
@@ -98,9 +74,10 @@ def test_flickr_layout(tmp_path, layout):
         seen = colour_mask(frame, CLASS_COLOURS[it["class_index"]])
         for x1, y1, x2, y2 in boxes:
             assert 0 <= x1 < x2 <= 256 and 0 <= y1 < y2 <= 256
-            gt = np.zeros((256, 256), bool)
-            gt[y1:y2, x1:x2] = True
-            assert iou(box_map(mask_box(seen), 256, 256), gt) > 0.9
+        # the first annotator's box is exact up to rounding; the others are a few pixels off it
+        first = [v / 256 for v in boxes[0]]
+        assert_object_in_box(seen, first)
+        assert all(iou(box_map(first, 256, 256), box_map([v / 256 for v in b], 256, 256)) > 0.85 for b in boxes)
         assert read_wav(wav_p)[1] == 16000
     assert len(n_annotators) > 1 or len(ids) < 3
 
@@ -131,7 +108,7 @@ def test_avsbench_s4_layout(tmp_path):
             mask = np.asarray(mask_img) > 0
             seen = colour_mask(np.asarray(frame), CLASS_COLOURS[cls], tol=30, opened=False)
             assert iou(mask, seen) > 0.99  # lossless png: the silhouette exactly
-            assert 0.22 <= mask.mean() <= 0.5
+            assert 0.1 <= mask.mean() <= 0.5  # 25-50% of the frame, of which others may hide a part
         audio, sr = read_wav(root / "s4_data" / "audio_wav" / split / cat / f"{name}.wav")
         assert sr == 16000 and audio.shape[0] == 80000
         stereo += audio.shape[1] == 2

@@ -31,6 +31,7 @@ def command(out, n_clips, n_clips_old, epochs, image_size, loader, no_progress):
     with the model's score beside the same model given silent and other-class audio.
     """
     from avloc.demo import run_demo
+    from avloc.evaluation.object_prior import prior_line
     from avloc.evaluation.report import format_counts, format_table
 
     options = DemoOptions(out=out, n_clips=n_clips if n_clips_old is None else n_clips_old, epochs=epochs,
@@ -38,5 +39,9 @@ def command(out, n_clips, n_clips_old, epochs, image_size, loader, no_progress):
     result = run_demo(options)
     click.echo(format_counts(result["results"]))
     click.echo(format_table(result["results"]))
+    prior = result["results"].get("object_prior")
+    if prior:
+        click.echo(f"{prior_line(prior)}: a model that finds the objects but ignores the sound scores about "
+                   f"'random object'")
     t = result["summary"]["timings"]
     click.echo("\n" + ", ".join(f"{k[:-2]} {v:.0f} s" for k, v in t.items()) + f"; everything is in {out}")

@@ -31,7 +31,7 @@ from avloc.schema import canonical_clip_id
 from avloc.tools.synth.audio import class_frequency, render_mix, sample_sound
 from avloc.tools.synth.encode import EncodeSettings, codec_problems, encode_clip, resolve_codecs
 from avloc.tools.synth.jobs import ensure_output_dir, json_bytes, make_ytids, run_jobs, write_file
-from avloc.tools.synth.render import SceneRenderer, mask_box, object_box
+from avloc.tools.synth.render import SceneRenderer, object_box, sounding_box
 from avloc.tools.synth.scene import (DEFAULT_DISTRACTOR_LOOKS, MAX_CLASSES, Scene, class_names, distractor_problems,
                                      sample_scene)
 from avloc.utils.atomic import remove_stale_temps
@@ -240,7 +240,7 @@ def _items_and_jobs(plans: list, clips_dir: Path, settings: EncodeSettings, t_ce
     for p in plans:
         scene = dataclasses.replace(p["scene"], reference_time=t_centre)
         renderer = SceneRenderer(scene, settings.width, settings.height)
-        box = mask_box(renderer.sounding_mask(t_centre))
+        box = sounding_box(renderer, t_centre)
         path = clips_dir / f"{p['id']}.{settings.container}"
         distractors = [i for i, o in enumerate(scene.objects) if not o.sounding]
         items.append({

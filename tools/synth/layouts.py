@@ -36,7 +36,8 @@ from PIL import Image
 from avloc.errors import AvlocError, ConfigError
 from avloc.tools.synth.audio import render_mix, sample_sound, wav_bytes
 from avloc.tools.synth.jobs import ensure_output_dir, make_ytids, run_jobs, write_file
-from avloc.tools.synth.render import SceneRenderer, mask_box
+from avloc.evaluation.object_prior import object_prior_ap50
+from avloc.tools.synth.render import SceneRenderer, object_box, sounding_box, union_box
 from avloc.tools.synth.scene import (DEFAULT_DISTRACTOR_LOOKS, MAX_CLASSES, SOUNDING_AREA, Scene, class_names,
                                      distractor_problems, sample_scene)
 
@@ -159,12 +160,15 @@ def write_item(job: ItemJob) -> dict:
     """Render frames, masks and audio of one item; returns the per-frame boxes and mask areas."""
     renderer = SceneRenderer(job.scene, job.width, job.height)
     sounding = [i for i, o in enumerate(job.scene.objects) if o.sounding]
-    boxes, areas, source_boxes = [], [], []
+    distractors = [i for i, o in enumerate(job.scene.objects) if not o.sounding]
+    boxes, areas, source_boxes, distractor_boxes = [], [], [], []
     for t, fpath, mpath in zip(job.frame_times, job.frame_paths, job.mask_paths):
         frame, labels = renderer.render(t, with_labels=True)
         mask = np.isin(labels, sounding)
-        boxes.append(mask_box(mask))
-        source_boxes.append([mask_box(labels == i) for i in sounding])
+        own = [object_box(renderer, i, t) for i in sounding]  # whole silhouettes: a hidden part is still the object
+        boxes.append(union_box(own))
+        source_boxes.append(own)
+        distractor_boxes.append([object_box(renderer, i, t) for i in distractors])
         areas.append(float(mask.mean()))
         write_file(Path(fpath), _image_bytes(frame, job.image_format))
         if mpath:
@@ -173,7 +177,7 @@ def write_item(job: ItemJob) -> dict:
     write_file(Path(job.audio_path), wav_bytes(audio, job.sample_rate))
     for path, data in job.extra_files.items():
         write_file(Path(path), data)
-    return {"boxes": boxes, "mask_areas": areas, "source_boxes": source_boxes}
+    return {"boxes": boxes, "mask_areas": areas, "source_boxes": source_boxes, "distractor_boxes": distractor_boxes}
 
 
 def _mask_bytes(mask: np.ndarray, job: ItemJob) -> bytes:
@@ -199,6 +203,7 @@ class SynthBenchmarkCopy:
     items: list
     files: dict  # role -> path of the set-level files (json, csv, meta)
     rows: list = dataclasses.field(default_factory=list)  # leaderboard sets: the rows of their lists
+    object_prior: Optional[dict] = None  # box sets: AP50 of blind object picks (avloc.evaluation.object_prior)
 
 
 def benchmark_problems(benchmark: str, n_items: int, *, n_classes: int = 4, layout: str = "flat",
@@ -278,6 +283,7 @@ def write_benchmark(
         item["frame_boxes"] = res["boxes"]
         item["mask_areas"] = res["mask_areas"]
         item["source_boxes"] = res["source_boxes"]
+        item["distractor_boxes"] = res["distractor_boxes"]  # per frame, each distractor's own silhouette
     if benchmark in LEADERBOARD_LAYOUTS:
         leaderboard_layouts.finish(bset)
     _finish(bset, names)
@@ -305,8 +311,12 @@ def _finish(bset: SynthBenchmarkCopy, names: list) -> None:
     else:
         rows = [[it["name"], ";".join(it["labels"]), it["split"]] for it in items]
         write_file(bset.files["meta"], _csv_bytes(rows, header=["video_id", "labels", "split"], terminator="\n"))
+    scored = [(it["bbox"], it["distractor_boxes"][0]) for it in items if it.get("bbox") and it.get("distractor_boxes")]
+    if scored:
+        bset.object_prior = object_prior_ap50(scored)
     manifest = {"benchmark": bset.benchmark, "root": str(bset.root), "classes": names,
-                "files": {k: str(v) for k, v in bset.files.items()}, "items": bset.items, "rows": bset.rows}
+                "files": {k: str(v) for k, v in bset.files.items()}, "items": bset.items, "rows": bset.rows,
+                "object_prior": bset.object_prior}
     write_file(bset.root / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
 
 
@@ -352,7 +362,7 @@ def _plan_flickr(out, rng, n, names, *, width, height, image_format, layout, dis
         # rounding, the others a few pixels off, as human annotators are). Mostly 2-3: the
         # soft consensus gives a lone annotator's box weight 0.5, which caps cIoU below 0.5
         # for most box sizes.
-        box = mask_box(SceneRenderer(scene, width, height).sounding_mask(5.0))
+        box = sounding_box(SceneRenderer(scene, width, height), 5.0)
         exact = [int(round(v * FLICKR_CANVAS)) for v in box]
         annotations = [exact]
         for _ in range(int(rng.choice([0, 1, 2], p=[0.1, 0.45, 0.45]))):

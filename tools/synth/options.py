@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import List, Optional
 
+from avloc.evaluation.object_prior import prior_line
 from avloc.tools.synth.clips import SynthSet, generate_clips, tone_problems
 from avloc.tools.synth.encode import codec_problems
 from avloc.tools.synth.layouts import BENCHMARK_FOLDERS, BENCHMARKS, FLICKR_LAYOUTS, TWO_CLASS_LAYOUTS, write_benchmark
@@ -145,6 +146,9 @@ def format_synth_run(run: SynthRun, out) -> str:
     for name, b in run.benchmarks:
         n_test = sum(it["split"] == "test" for it in b.items)
         lines.append(f"{name}: {n_test} test items ({len(b.items)} in all) in {b.root}")
+        if b.object_prior is not None:
+            lines.append(f"  {prior_line(b.object_prior)} (a model that finds objects but ignores the sound "
+                         f"scores about 'random object')")
         lines.append(f"  score with: avloc evaluate --benchmark {name} --data-root {Path(out) / BENCHMARK_FOLDERS[name]}")
     return "\n".join(lines)
 

@@ -168,3 +168,17 @@ def object_box(renderer: SceneRenderer, obj_index: int, t: float) -> Optional[li
     labels = np.full((renderer.height, renderer.width), -1, np.int16)
     _paste(np.empty((renderer.height, renderer.width, 0), np.float32), sprite, dx, dy, labels, 0)
     return mask_box(labels == 0)
+
+
+def union_box(boxes: list) -> Optional[list]:
+    """The smallest box holding every box given (None entries ignored), or None."""
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None
+    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+
+def sounding_box(renderer: SceneRenderer, t: float) -> Optional[list]:
+    """The box ground truth of a frame: around the sounding objects' whole silhouettes, as an annotator
+    boxes a partly hidden object (objects drawn over it hide at most scene.MAX_HIDDEN of its box)."""
+    return union_box([object_box(renderer, i, t) for i, o in enumerate(renderer.scene.objects) if o.sounding])

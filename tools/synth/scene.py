@@ -14,9 +14,11 @@ Distractor looks (``distractor_looks``):
   the default.
 
 Geometry is chosen for the median-threshold protocol (METHOD.md §5): a sounding object covers
-25-50% of the frame (its box, or its silhouette when masks are the ground truth), sits against
-a frame edge rather than in the centre, and the distractors are of comparable size and sit
-away from it, so neither a centre prior nor picking an object blindly scores well.
+25-50% of the frame (its box, or its silhouette when masks are the ground truth) and sits against
+a frame edge rather than in the centre, so a centre prior scores poorly. Distractors are sized and
+placed by the same rules, and the drawing order is random: size, position and being on top say
+nothing about which object sounds. Picking one of the frame's
+objects blindly scores about 1 / (objects in the frame) (avloc.evaluation.object_prior).
 
 Objects drift slowly; ``render`` draws a scene at any resolution and time.
 """
@@ -208,7 +210,6 @@ def sample_scene(
     area_range: tuple = SOUNDING_AREA,
     size_by: str = "box",
     drift: float = 0.01,
-    distractor_scale: tuple = (1.0, 1.8),
     distractor_looks: str = DEFAULT_DISTRACTOR_LOOKS,
     avoid_looks: tuple = (),
 ) -> Scene:
@@ -217,25 +218,52 @@ def sample_scene(
     ``area_range`` is the total frame fraction the sounding objects cover, measured on their
     boxes (``size_by="box"``, VGG-SS/Flickr style) or on their silhouettes (``"mask"``,
     AVSBench style); the default keeps a margin inside 25-50% because a rasterised shape's
-    tight box is up to a pixel smaller per side than its nominal one. Distractors are as large
-    as the sounding object or larger (``distractor_scale``), so "the biggest object" is not
-    the answer either, and are placed to overlap it as little as possible. ``distractor_looks``:
-    see the module docstring. ``avoid_looks``: classes no distractor may wear besides the sounding
-    ones (a duet frame must not show its partner's class: the mixture makes that class sound too).
+    tight box is up to a pixel smaller per side than its nominal one. Nothing but the sound tells
+    the sounding objects from the distractors: which object slots sound is drawn first, and every
+    object, sounding or not, gets its size from ``area_range`` and its place by the same rule
+    (against a frame edge, overlapping the objects placed before as little as possible); the
+    drawing order is random and the least covered of several draws is kept (``MAX_HIDDEN``). ``distractor_looks``: see the module docstring. ``avoid_looks``: classes no distractor
+    may wear besides the sounding ones (a duet frame must not show its partner's class: the mixture
+    makes that class sound too).
     """
     others = distractor_pool(list(sounding_classes) + list(avoid_looks), n_classes, distractor_looks)
     if n_distractors is None:
         n_distractors = int(rng.integers(2, 4))
-    total = rng.uniform(*area_range)
     k = len(sounding_classes)
-    shares = rng.dirichlet([4.0] * k) if k > 1 else np.array([1.0])
-    placed: list = []  # boxes so far, sounding objects first
-    sounding = [_place_sounding(rng, cls, total * share, size_by, placed, drift)
-                for cls, share in zip(sounding_classes, shares)]
-    sounding_boxes = list(placed)
-    distractors = [_place_distractor(rng, others, (total, k), distractor_scale, sounding_boxes, placed, drift)
-                   for _ in range(n_distractors)]
-    return _with_background(rng, distractors + sounding, reference_time)
+    n = k + n_distractors
+    sounding_slots = set(rng.choice(n, size=k, replace=False).tolist())  # the geometry never looks at it
+    classes = iter(sounding_classes)
+    slots = [(next(classes), True) if i in sounding_slots else (int(rng.choice(others)), False) for i in range(n)]
+    best = None
+    for _ in range(SCENE_TRIES):
+        placed: list = []  # boxes so far
+        objects = [_place_object(rng, cls, sounding, rng.uniform(*area_range) / k, size_by, placed, drift)
+                   for cls, sounding in slots]
+        drawn = [objects[i] for i in rng.permutation(n)]
+        hidden = _most_hidden(drawn)
+        if best is None or hidden < best[0]:
+            best = (hidden, drawn)
+        if hidden <= MAX_HIDDEN:
+            break
+    return _with_background(rng, best[1], reference_time)
+
+
+# Frames hold 3-4 objects of 25-50% of the frame each, so they must overlap. A scene is drawn up to
+# SCENE_TRIES times, stopping early once no object has more than MAX_HIDDEN of its box covered by the
+# objects drawn over it, and the least covered draw is kept (measured over 400 scenes: about half
+# reach the limit, the median scene's most covered object has 31% of its box under others, the 95th
+# percentile 59%; in pixels an object shows 84% of itself on average). Every object is held to the
+# same rule, so being whole says nothing about which one sounds; the box ground truth is around the
+# sounding object's whole silhouette (render.sounding_box), as an annotator boxes a partly hidden object.
+MAX_HIDDEN = 0.3
+SCENE_TRIES = 40
+
+
+def _most_hidden(drawn: list) -> float:
+    """The largest share of any object's box that the objects drawn after it cover (overlaps summed)."""
+    boxes = [_box_of(o.cx, o.cy, o.w, o.h) for o in drawn]
+    return max((sum(_overlap(b, later) for later in boxes[i + 1:]) / max((b[2] - b[0]) * (b[3] - b[1]), 1e-9)
+                for i, b in enumerate(boxes)), default=0.0)
 
 
 def _velocity(rng: np.random.Generator, drift: float) -> tuple[float, float]:
@@ -244,15 +272,14 @@ def _velocity(rng: np.random.Generator, drift: float) -> tuple[float, float]:
     return float(speed * np.cos(ang)), float(speed * np.sin(ang))
 
 
-def _place_sounding(rng, cls: int, area: float, size_by: str, placed: list, drift: float) -> SceneObject:
-    """A sounding object against a frame edge, overlapping the ones placed before as little as possible."""
+def _place_object(rng, cls: int, sounding: bool, area: float, size_by: str, placed: list, drift: float) -> SceneObject:
+    """An object against a frame edge, overlapping the ones placed before as little as possible."""
     fill = SHAPE_FILL[class_appearance(cls)[0]] if size_by == "mask" else 1.0
     w, h = _size_for_area(rng, area / fill)
     best = None
     for _ in range(60):
         cx, cy = _edge_position(rng, w, h)
-        box = _box_of(cx, cy, w, h)
-        ov = sum(_overlap(box, p) for p in placed)
+        ov = sum(_overlap(_box_of(cx, cy, w, h), p) for p in placed)
         if best is None or ov < best[0]:
             best = (ov, cx, cy)
         if ov == 0:
@@ -260,31 +287,7 @@ def _place_sounding(rng, cls: int, area: float, size_by: str, placed: list, drif
     _, cx, cy = best
     placed.append(_box_of(cx, cy, w, h))
     vx, vy = _velocity(rng, drift)
-    return SceneObject(cls, cx, cy, w, h, vx, vy, sounding=True)
-
-
-def _place_distractor(rng, others: list, total_and_k: tuple, scale: tuple, sounding_boxes: list, placed: list,
-                      drift: float) -> SceneObject:
-    """A silent object at least as large as a sounding one, kept clear of the sounding objects."""
-    total, k = total_and_k
-    cls = int(rng.choice(others))
-    area = rng.uniform(*scale) * total / k
-    area = float(np.clip(area, 0.08, 0.55))
-    w, h = _size_for_area(rng, area, max_side=0.9)
-    best = None
-    for _ in range(60):
-        cx = rng.uniform(w / 2, 1 - w / 2)
-        cy = rng.uniform(h / 2, 1 - h / 2)
-        box = _box_of(cx, cy, w, h)
-        # Keep clear of the sounding objects (heavily weighted) and of each other.
-        cost = (4 * sum(_overlap(box, p) for p in sounding_boxes)
-                + sum(_overlap(box, p) for p in placed[len(sounding_boxes):]))
-        if best is None or cost < best[0]:
-            best = (cost, cx, cy)
-    _, cx, cy = best
-    placed.append(_box_of(cx, cy, w, h))
-    vx, vy = _velocity(rng, drift)
-    return SceneObject(cls, cx, cy, w, h, vx, vy, sounding=False)
+    return SceneObject(cls, cx, cy, w, h, vx, vy, sounding=sounding)
 
 
 def _with_background(rng, objects: list, reference_time: float) -> Scene:
