@@ -21,10 +21,6 @@ from avloc.tools.synth.audio import identify_class
 from avloc.tools.synth.scene import CLASS_COLOURS, CLASS_NAMES
 
 
-
-
-
-
 def test_vggss_layout(tmp_path):
     b = write_benchmark(tmp_path, "vggss", 3, seed=1, n_classes=8)
     records = json.loads((tmp_path / "vggss.json").read_text())

@@ -21,10 +21,6 @@ from avloc.tools.synth.render import mask_box
 from avloc.tools.synth.scene import CLASS_COLOURS, CLASS_NAMES
 
 
-
-
-
-
 def _rows(path):
     with open(path, newline="") as fh:
         return list(csv.reader(fh))

@@ -76,12 +76,16 @@ def object_prior_ap50(items) -> dict:
     return out
 
 
-def synth_copy_items(manifest: Path) -> list:
-    """(sounding boxes, distractor boxes) of each scored item of an ``avloc synth`` copy's manifest
-    (its first frame); empty when the copy predates recorded distractor boxes."""
-    data = json.loads(Path(manifest).read_text())
-    return [(it["bbox"], it["distractor_boxes"][0]) for it in data.get("items", [])
+def copy_items(items: list) -> list:
+    """(sounding boxes, distractor boxes) of each scored item of an ``avloc synth`` copy (its first
+    frame); items without recorded distractor boxes (older copies, mask layouts) are left out."""
+    return [(it["bbox"], it["distractor_boxes"][0]) for it in items
             if it.get("role", "test") == "test" and it.get("distractor_boxes") and it.get("bbox")]
+
+
+def synth_copy_items(manifest: Path) -> list:
+    """``copy_items`` of an ``avloc synth`` copy's manifest (``synth_benchmark.json``)."""
+    return copy_items(json.loads(Path(manifest).read_text()).get("items", []))
 
 
 def clip_set_items(synth_json: Path, keys=None) -> list:
@@ -94,7 +98,7 @@ def clip_set_items(synth_json: Path, keys=None) -> list:
 
 
 def prior_line(scores: dict) -> str:
-    """One line for a report: the three priors as AP50 x 100."""
+    """One line for a report: the four priors as AP50 x 100."""
     return (f"object prior (oracle boxes, {scores['n']} frames): random object {100 * scores['random_object']:.1f}, "
             f"largest object {100 * scores['largest_object']:.1f}, smallest object {100 * scores['smallest_object']:.1f}, "
             f"sounding object (the ceiling) {100 * scores['sounding_object']:.1f}")

@@ -36,7 +36,7 @@ from PIL import Image
 from avloc.errors import AvlocError, ConfigError
 from avloc.tools.synth.audio import render_mix, sample_sound, wav_bytes
 from avloc.tools.synth.jobs import ensure_output_dir, make_ytids, run_jobs, write_file
-from avloc.evaluation.object_prior import object_prior_ap50
+from avloc.evaluation.object_prior import copy_items, object_prior_ap50
 from avloc.tools.synth.render import SceneRenderer, object_box, sounding_box, union_box
 from avloc.tools.synth.scene import (DEFAULT_DISTRACTOR_LOOKS, MAX_CLASSES, SOUNDING_AREA, Scene, class_names,
                                      distractor_problems, sample_scene)
@@ -311,7 +311,7 @@ def _finish(bset: SynthBenchmarkCopy, names: list) -> None:
     else:
         rows = [[it["name"], ";".join(it["labels"]), it["split"]] for it in items]
         write_file(bset.files["meta"], _csv_bytes(rows, header=["video_id", "labels", "split"], terminator="\n"))
-    scored = [(it["bbox"], it["distractor_boxes"][0]) for it in items if it.get("bbox") and it.get("distractor_boxes")]
+    scored = copy_items(items)
     if scored:
         bset.object_prior = object_prior_ap50(scored)
     manifest = {"benchmark": bset.benchmark, "root": str(bset.root), "classes": names,

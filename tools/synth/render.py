@@ -180,5 +180,5 @@ def union_box(boxes: list) -> Optional[list]:
 
 def sounding_box(renderer: SceneRenderer, t: float) -> Optional[list]:
     """The box ground truth of a frame: around the sounding objects' whole silhouettes, as an annotator
-    boxes a partly hidden object (objects drawn over it hide at most scene.MAX_HIDDEN of its box)."""
+    boxes a partly hidden object (scene.sample_scene keeps how much of it others hide low, not zero)."""
     return union_box([object_box(renderer, i, t) for i, o in enumerate(renderer.scene.objects) if o.sounding])

@@ -17,8 +17,8 @@ Geometry is chosen for the median-threshold protocol (METHOD.md §5): a sounding
 25-50% of the frame (its box, or its silhouette when masks are the ground truth) and sits against
 a frame edge rather than in the centre, so a centre prior scores poorly. Distractors are sized and
 placed by the same rules, and the drawing order is random: size, position and being on top say
-nothing about which object sounds. Picking one of the frame's
-objects blindly scores about 1 / (objects in the frame) (avloc.evaluation.object_prior).
+nothing about which object sounds. Picking one of the frame's objects blindly scores about
+1 / (objects in the frame) (avloc.evaluation.object_prior).
 
 Objects drift slowly; ``render`` draws a scene at any resolution and time.
 """
@@ -215,16 +215,17 @@ def sample_scene(
 ) -> Scene:
     """Sample a scene with the given sounding classes (one, or several for multi-source).
 
-    ``area_range`` is the total frame fraction the sounding objects cover, measured on their
-    boxes (``size_by="box"``, VGG-SS/Flickr style) or on their silhouettes (``"mask"``,
-    AVSBench style); the default keeps a margin inside 25-50% because a rasterised shape's
-    tight box is up to a pixel smaller per side than its nominal one. Nothing but the sound tells
-    the sounding objects from the distractors: which object slots sound is drawn first, and every
-    object, sounding or not, gets its size from ``area_range`` and its place by the same rule
-    (against a frame edge, overlapping the objects placed before as little as possible); the
-    drawing order is random and the least covered of several draws is kept (``MAX_HIDDEN``). ``distractor_looks``: see the module docstring. ``avoid_looks``: classes no distractor
-    may wear besides the sounding ones (a duet frame must not show its partner's class: the mixture
-    makes that class sound too).
+    Every object, sounding or not, covers a fraction of the frame drawn from ``area_range`` divided
+    by the number of sounding classes (so one sounding object covers ``area_range``, several share
+    it), measured on its box (``size_by="box"``, VGG-SS/Flickr style) or on its silhouette
+    (``"mask"``, AVSBench style); the default keeps a margin inside 25-50% because a rasterised
+    shape's tight box is up to a pixel smaller per side than its nominal one. Nothing but the sound
+    tells the sounding objects from the distractors: which object slots sound is drawn first, every
+    object is sized and placed by the same rules (against a frame edge, overlapping the objects
+    placed before as little as possible), the drawing order is random, and the least covered of
+    several draws is kept (``MAX_HIDDEN``). ``distractor_looks``: see the module docstring.
+    ``avoid_looks``: classes no distractor may wear besides the sounding ones (a duet frame must not
+    show its partner's class: the mixture makes that class sound too).
     """
     others = distractor_pool(list(sounding_classes) + list(avoid_looks), n_classes, distractor_looks)
     if n_distractors is None:
