@@ -6,6 +6,9 @@ unchanged when max == min) -> threshold t = the value at index 25,088 of the 50,
 sorted ascending -> P = map >= t -> cIoU = sum(P*G) / (sum(G) + sum(P*[G == 0])).
 Over a set: "ciou" = fraction of samples with cIoU >= 0.5 (an AP50, the number papers call
 cIoU), "auc" = trapezoid area under success(t) for t = 0.05 * i, i = 0..20, and "mean_ciou".
+Beside the protocol, not part of it: "pointing", the fraction of samples whose normalised map peaks
+inside the ground truth (does the map find the sounding object, whatever the extent of its
+median-threshold region).
 
 Ground-truth maps: VGG-SS boxes (fractions), Flickr-SoundNet boxes (pixels of a 256 x 256
 canvas, soft consensus of up to 3 annotators), AVSBench masks (> 0).
@@ -41,6 +44,8 @@ PROTOCOL = {
     "ciou": "fraction of samples with cIoU >= 0.5 (AP50, the number papers call cIoU)",
     "auc": "trapezoid area under success(t) = fraction with cIoU >= t, t = 0.05*i, i = 0..20",
     "mean_ciou": "mean per-sample cIoU",
+    "pointing": "fraction of samples whose normalised map peaks where G > 0 (a flat top: the centre of its "
+                "bounding rectangle); not part of the published protocol, reported beside it",
 }
 
 
@@ -105,6 +110,34 @@ def ciou_from_masks(pred: torch.Tensor, gt: torch.Tensor) -> np.ndarray:
     return (inter / denom).cpu().numpy()
 
 
+def peak_points(maps: torch.Tensor) -> torch.Tensor:
+    """[N, 2] (row, column) of each [N, H, W] map's maximum. Where several pixels share it (a flat top, a
+    constant map), the centre of the rectangle bounding them, so a constant map points at its centre."""
+    import torch
+
+    top = maps >= maps.amax(dim=(1, 2), keepdim=True)
+
+    def middle(present: torch.Tensor) -> torch.Tensor:  # [N, L] bool -> [N] middle index of the True span
+        length = present.shape[1]
+        index = torch.arange(length, device=present.device)
+        first = torch.where(present, index, length).amin(dim=1)
+        last = torch.where(present, index, -1).amax(dim=1)
+        return torch.where(first <= last, (first + last) // 2, torch.full_like(first, (length - 1) // 2))
+
+    return torch.stack([middle(top.any(dim=2)), middle(top.any(dim=1))], dim=1)
+
+
+def pointing_hits(maps: torch.Tensor, gt: torch.Tensor) -> np.ndarray:
+    """Per sample: does the map's peak (``peak_points``) fall on the ground truth (G > 0)? The pointing
+    game: it asks whether the map finds the sounding object at all, where cIoU also asks how well the
+    median-threshold region fits the box, which a correctly peaked map can fail on small boxes."""
+    import torch
+
+    rows, cols = peak_points(maps).unbind(dim=1)
+    g = gt.to(maps.device)
+    return (g[torch.arange(g.shape[0], device=g.device), rows, cols] > 0).cpu().numpy()
+
+
 def summarise_cious(per_sample) -> dict:
     """AP50 ("ciou"), AUC over 21 thresholds and the mean, from per-sample cIoUs."""
     cious = np.asarray(per_sample, dtype=np.float64)
@@ -117,21 +150,32 @@ def summarise_cious(per_sample) -> dict:
             "n": n}
 
 
-def per_sample_cious(heatmaps, gt_maps, upsample: str = "bicubic") -> np.ndarray:
-    _, pred = prediction_masks(heatmaps, upsample)
+def _scored_maps(heatmaps, gt_maps, upsample: str) -> tuple:
+    """(normalised maps, predicted masks, ground truth as float32), shapes checked."""
+    maps, pred = prediction_masks(heatmaps, upsample)
     gt = _as_float_tensor(gt_maps)
     if gt.shape != pred.shape:
         raise ValueError(f"ground-truth maps must be [N, {MAP_SIZE}, {MAP_SIZE}] matching the heat maps, "
                          f"got {tuple(gt.shape)} for {pred.shape[0]} heat maps")
+    return maps, pred, gt
+
+
+def per_sample_cious(heatmaps, gt_maps, upsample: str = "bicubic") -> np.ndarray:
+    _, pred, gt = _scored_maps(heatmaps, gt_maps, upsample)
     return ciou_from_masks(pred, gt)
 
 
 def localization_scores(heatmaps, gt_maps, upsample: str = "bicubic") -> dict:
-    """heatmaps [N, h, w] (raw), gt_maps [N, 224, 224] in [0, 1] -> {"ciou", "auc", "mean_ciou", "per_sample"}."""
-    cious = per_sample_cious(heatmaps, gt_maps, upsample)
+    """heatmaps [N, h, w] (raw), gt_maps [N, 224, 224] in [0, 1] ->
+    {"ciou", "auc", "mean_ciou", "pointing", "per_sample" (cIoU), "per_sample_pointing"}."""
+    maps, pred, gt = _scored_maps(heatmaps, gt_maps, upsample)
+    cious = ciou_from_masks(pred, gt)
+    hits = pointing_hits(maps, gt)
     scores = summarise_cious(cious)
     scores.pop("n")
+    scores["pointing"] = float(hits.mean()) if len(hits) else math.nan
     scores["per_sample"] = cious
+    scores["per_sample_pointing"] = hits
     return scores
 
 

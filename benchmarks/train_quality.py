@@ -123,15 +123,19 @@ def quality_table(run_dir: Path) -> str:
 
     rows = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r["kind"] == "val"]
     nan = float("nan")
-    lines = ["| epoch | step | val AP50 real audio | silent audio | other-class audio | verdict | val AUC "
+    lines = ["| epoch | step | val AP50 real audio | silent audio | other-class audio | verdict "
+             "| pointing real / silent / other / centre | val AUC "
              "| centre prior AP50 | whole image AP50 | audio->image top-1 (chance) | val contrastive | audio cos "
              "| audio adjacency on same class (chance) | pair logits on same class | weakest class AP50 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         epoch = str(r["epoch"] + 1) if r["epoch"] >= 0 else "0 (untrained)"
         uses = {True: "uses the sound", False: "NOT using the sound", None: "-"}[r.get("val_uses_sound")]
         lines.append(f"| {epoch} | {r['step']} | {r.get('val_ap50', nan):.3f} | {r.get('val_silence_ap50', nan):.3f} "
-                     f"| {r.get('val_shuffled_ap50', nan):.3f} | {uses} | {r.get('val_auc', nan):.3f} "
+                     f"| {r.get('val_shuffled_ap50', nan):.3f} | {uses} "
+                     f"| {r.get('val_pointing', nan):.2f} / {r.get('val_silence_pointing', nan):.2f} / "
+                     f"{r.get('val_shuffled_pointing', nan):.2f} / {r.get('baseline_centre_pointing', nan):.2f} "
+                     f"| {r.get('val_auc', nan):.3f} "
                      f"| {r.get('baseline_centre_ap50', nan):.3f} | {r.get('baseline_whole_ap50', nan):.3f} "
                      f"| {r.get('val_retrieval_a2i', nan):.3f} ({r.get('val_retrieval_chance', nan):.3f}) "
                      f"| {r.get('val_contrastive', nan):.3f} | {r.get('val_audio_cos', nan):.3f} "

@@ -154,6 +154,8 @@ def test_validation_rows_fall_when_the_audio_is_silenced_or_shuffled():
     assert rows["val_ap50"] == 1.0
     assert rows["val_shuffled_ap50"] == 0.0
     assert rows["val_silence_ap50"] == 0.0
+    # the peak: on the sounding half with the right audio, on the other half with the wrong one
+    assert (rows["val_pointing"], rows["val_shuffled_pointing"], rows["val_silence_pointing"]) == (1.0, 0.0, 0.0)
     assert rows["val_uses_sound"] is True and "keeps" in rows["val_audio_verdict"]
     assert rows["val_ap50_by_class"] == {"0": 1.0, "1": 1.0, "2": 1.0, "3": 1.0} and rows["val_weakest_class_ap50"] == 1.0
 

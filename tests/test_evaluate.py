@@ -142,6 +142,8 @@ def test_model_heatmaps_match_the_metric_api(vggss_root, checkpoint, tiny_model)
             gts.append(metrics.gt_map_from_boxes(it.gt))
     expected = metrics.localization_scores(torch.stack(heat), np.stack(gts), upsample="bilinear")
     np.testing.assert_allclose(res["_per_sample"]["ciou"], expected["per_sample"], atol=1e-3)
+    assert res["_per_sample"]["pointing"].tolist() == expected["per_sample_pointing"].astype(float).tolist()
+    assert res["rows"][0]["pointing"] == pytest.approx(expected["pointing"])
     assert res["upsample"] == "bilinear" and "align_corners=True" in res["protocol"]["upsample"]
 
 
@@ -378,6 +380,10 @@ def test_audio_controls_score_the_same_items_and_can_be_turned_off(vggss_root, c
             raw = torch.einsum("nchw,nc->nhw", visual, silent)
             gt = torch.from_numpy(metrics.gt_map_from_boxes(items[item_id]["bbox"]))[None]
             assert metrics.per_sample_cious(raw, gt)[0] == pytest.approx(per["ciou_silence"][i], abs=1e-6)
+            assert metrics.localization_scores(raw, gt)["per_sample_pointing"][0] == per["pointing_silence"][i]
+    for row in with_controls["rows"]:  # every row's pointing is the mean of its per-sample hits
+        hits = per["pointing" + row["column"][4:]]
+        assert row["pointing"] == pytest.approx(float(np.mean(hits))) and row["pointing_x100"] == pytest.approx(100 * row["pointing"])
     with pytest.raises(ConfigError, match="audio-control"):
         EvaluateOptions(**common, audio_controls="silence,noise").checked()
 

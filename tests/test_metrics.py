@@ -230,3 +230,45 @@ def test_gt_map_from_mask_binarises_palette_indices():
     m[50:60, 50:60] = 255
     g = metrics.gt_map_from_mask(m)
     assert g.dtype == np.float32 and g.sum() == 200 + 100 and set(np.unique(g)) == {0.0, 1.0}
+
+
+# ------------------------------------------------------------------------- pointing (beside the protocol)
+
+def test_peak_points_single_peak_flat_top_and_constant_map():
+    peaked = torch.zeros(224, 224)
+    peaked[40, 170] = 1.0
+    plateau = torch.zeros(224, 224)
+    plateau[10:21, 100:131] = 1.0  # rows 10..20, columns 100..130: centre (15, 115)
+    constant = torch.full((224, 224), 3.0)
+    points = metrics.peak_points(torch.stack([peaked, plateau, constant]))
+    assert points.tolist() == [[40, 170], [15, 115], [111, 111]]
+
+
+def test_pointing_hits_ask_where_the_peak_is_not_how_well_the_region_fits():
+    """A map that peaks inside a small box points at it (hit) although its median-threshold region,
+    half the image, cannot reach cIoU 0.5 on a box under a quarter of the frame; a map peaked beside
+    the box misses."""
+    gt = torch.from_numpy(np.stack([metrics.gt_map_from_boxes([[0.1, 0.1, 0.4, 0.4]])] * 2))  # 9% of the frame
+    yy, xx = torch.meshgrid(torch.arange(14.0), torch.arange(14.0), indexing="ij")
+    on_box = -((yy - 3.5) ** 2 + (xx - 3.5) ** 2)  # raw 14 x 14 maps, peaks at cell (3.5, 3.5) ~ 0.25 of the frame
+    beside = -((yy - 10) ** 2 + (xx - 10) ** 2)
+    scores = metrics.localization_scores(torch.stack([on_box, beside]), gt)
+    assert scores["per_sample_pointing"].tolist() == [True, False]
+    assert scores["pointing"] == 0.5
+    assert scores["per_sample"][0] < 0.5  # the box is too small for the median threshold
+    direct = metrics.pointing_hits(metrics.minmax_normalise(metrics.upsample_maps(torch.stack([on_box, beside]))), gt)
+    assert direct.tolist() == [True, False]
+
+
+def test_baseline_pointing_is_the_ground_truth_at_the_centre():
+    from avloc.evaluation.baselines import BASELINES, baseline_batch, baseline_pointing
+
+    # the baselines peak at pixel (111, 111): a box from column 112 misses it, one up to column 111 holds it
+    boxes = [[0.4, 0.4, 0.6, 0.6], [0.0, 0.0, 0.3, 0.3], [0.5, 0.0, 1.0, 1.0], [0.0, 0.0, 0.5, 1.0]]
+    gts = torch.from_numpy(np.stack([metrics.gt_map_from_boxes([b]) for b in boxes]))
+    expected = [True, False, False, True]
+    got = baseline_pointing(gts)
+    for name in BASELINES:
+        assert got[name].tolist() == expected, name
+        via_api = metrics.localization_scores(baseline_batch(name, 4), gts)["per_sample_pointing"]
+        assert via_api.tolist() == expected, name

@@ -92,7 +92,8 @@ def test_run_folder_metrics_and_validation_selection(full_run):
     # the fixture's val split has boxes on half its samples: localisation next to the trivial baselines
     for r in val:
         assert r["val_boxes"] == 3 and r["val_samples"] == 6
-        assert {"val_ap50", "val_auc", "baseline_centre_ap50", "baseline_whole_ap50", "val_retrieval_a2i"} <= set(r)
+        assert {"val_ap50", "val_auc", "val_pointing", "baseline_centre_ap50", "baseline_centre_pointing",
+                "baseline_whole_ap50", "val_retrieval_a2i"} <= set(r)
         assert r["selection_metric"] == "ap50"
         # the same items with the audio replaced, and the spread of the val embeddings
         assert {"val_silence_ap50", "val_shuffled_ap50", "val_audio_cos", "val_visual_cos"} <= set(r)

@@ -58,3 +58,12 @@ def baseline_masks(upsample: str) -> dict:
 def baseline_cious(masks: dict, gt: torch.Tensor) -> dict:
     """name -> per-sample cIoU of that baseline's mask against each ground truth of ``gt`` [N, 224, 224]."""
     return {name: metrics.ciou_from_masks(mask.expand(gt.shape[0], -1, -1), gt) for name, mask in masks.items()}
+
+
+def baseline_pointing(gt: torch.Tensor) -> dict:
+    """name -> per-sample pointing hit of that baseline's map (its peak, or the centre of its flat top)."""
+    out = {}
+    for name, m in baseline_maps().items():
+        row, col = (int(v) for v in metrics.peak_points(m.unsqueeze(0))[0])
+        out[name] = (gt[:, row, col] > 0).cpu().numpy()
+    return out

@@ -49,10 +49,12 @@ def format_table(results: dict) -> str:
         from avloc.evaluation.leaderboard import format_leaderboard_table
 
         return format_leaderboard_table(results)
-    lines = [f"upsample: {results['protocol']['upsample']}; threshold: median; cIoU = AP50 of per-sample cIoU",
-             "| method | cIoU (AP50) x100 | AUC x100 | mean cIoU | n |", "|---|---|---|---|---|"]
+    lines = [f"upsample: {results['protocol']['upsample']}; threshold: median; cIoU = AP50 of per-sample cIoU; "
+             "pointing = peak inside the ground truth (beside the protocol)",
+             "| method | cIoU (AP50) x100 | AUC x100 | mean cIoU | pointing x100 | n |", "|---|---|---|---|---|---|"]
     for r in results["rows"]:
-        lines.append(f"| {r['method']} | {r['ciou_x100']:.2f} | {r['auc_x100']:.2f} | {r['mean_ciou']:.4f} | {r['n']} |")
+        lines.append(f"| {r['method']} | {r['ciou_x100']:.2f} | {r['auc_x100']:.2f} | {r['mean_ciou']:.4f} | "
+                     f"{r['pointing_x100']:.2f} | {r['n']} |")
     if results.get("audio_controls"):
         lines.append(f"audio controls: {results['audio_controls']['verdict']}")
     per_class = results.get("per_class") or []
@@ -133,8 +135,9 @@ def write_summary_png(path: Path, results: dict, per_sample: dict) -> None:
     rows = results["rows"]
     names = [r["method"] for r in rows]
     x = np.arange(len(rows))
-    ax_bar.bar(x - 0.2, [r["ciou_x100"] for r in rows], 0.4, label="cIoU (AP50)")
-    ax_bar.bar(x + 0.2, [r["auc_x100"] for r in rows], 0.4, label="AUC")
+    ax_bar.bar(x - 0.27, [r["ciou_x100"] for r in rows], 0.27, label="cIoU (AP50)")
+    ax_bar.bar(x, [r["auc_x100"] for r in rows], 0.27, label="AUC")
+    ax_bar.bar(x + 0.27, [r["pointing_x100"] for r in rows], 0.27, label="pointing (peak in GT)")
     ax_bar.set_xticks(x, [n.replace("baseline: ", "") for n in names], rotation=20, fontsize=7, ha="right")
     ax_bar.set_ylabel("x100")
     ax_bar.legend(fontsize=7)
@@ -154,7 +157,8 @@ def write_summary_png(path: Path, results: dict, per_sample: dict) -> None:
     ax_hist.set_title("distribution", fontsize=9)
     ax_text.axis("off")
     text = format_counts(results) + "\n\n" + "\n".join(
-        f"{r['method']}: cIoU {r['ciou_x100']:.2f}  AUC {r['auc_x100']:.2f}  mean {r['mean_ciou']:.3f}" for r in rows)
+        f"{r['method']}: cIoU {r['ciou_x100']:.2f}  AUC {r['auc_x100']:.2f}  mean {r['mean_ciou']:.3f}  "
+        f"pointing {r['pointing_x100']:.1f}" for r in rows)
     text += f"\n\nupsample: {results['protocol']['upsample']}\nthreshold: median\ncheckpoint: {results['checkpoint']}"
     ax_text.text(0, 1, text, va="top", fontsize=7, family="monospace", wrap=True)
     fig.suptitle(f"avloc evaluate: {results['benchmark']}", fontsize=12)

@@ -29,7 +29,7 @@ OGL_NOTE = "minmax(0.4 * AV + 0.6 * OBJ), OBJ = ImageNet ResNet-18 layer4 mean |
 
 
 def summary_rows(scores: Scores) -> list:
-    """One row per method: AP50 ("ciou"), AUC, mean cIoU and n, plus the x100 columns."""
+    """One row per method: AP50 ("ciou"), AUC, mean cIoU, pointing and n, plus the x100 columns."""
     done = scores.done
     rows = [{"method": "model", "column": "ciou", **metrics.summarise_cious(scores.ciou[done])}]
     for name, values in scores.controls.items():
@@ -43,8 +43,12 @@ def summary_rows(scores: Scores) -> list:
         rows.append({"method": f"baseline: {name.replace('_', ' ')}", "column": f"ciou_{name}",
                      **metrics.summarise_cious(values[done])})
     for row in rows:
+        hits = scores.pointing.get(row["column"])
+        hits = hits[done & ~np.isnan(hits)] if hits is not None else np.array([])
+        row["pointing"] = float(hits.mean()) if len(hits) else float("nan")
         row["ciou_x100"] = 100.0 * row["ciou"]
         row["auc_x100"] = 100.0 * row["auc"]
+        row["pointing_x100"] = 100.0 * row["pointing"]
     return rows
 
 
@@ -87,6 +91,8 @@ def per_sample_table(items: list, scores: Scores) -> dict:
         table["ciou_ogl"] = scores.ogl[idx]
     for name, values in scores.controls.items():
         table[f"ciou_{name}"] = values[idx]
+    for column, hits in scores.pointing.items():
+        table["pointing" + column[4:]] = hits[idx]  # "ciou" -> "pointing", "ciou_silence" -> "pointing_silence"
     return table
 
 

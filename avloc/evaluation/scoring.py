@@ -17,7 +17,7 @@ import torch
 from avloc import metrics
 from avloc.audio_controls import AUDIO_CONTROLS, shuffled_partners, silence_like
 from avloc.errors import InputError
-from avloc.evaluation.baselines import baseline_cious, baseline_masks
+from avloc.evaluation.baselines import baseline_cious, baseline_masks, baseline_pointing
 from avloc.evaluation.items import MODALITIES
 from avloc.evaluation.options import COMPUTE_CHUNK
 from avloc.utils.progress import Progress, warn
@@ -62,9 +62,10 @@ def model_features(model, images: torch.Tensor, specs: list, device, chunk: int 
     return visual, audio, torch.einsum("nchw,nc->nhw", visual, audio).float().cpu()
 
 
-def _cious_of_maps(raw: torch.Tensor, gt: torch.Tensor, upsample: str) -> np.ndarray:
-    return metrics.ciou_from_masks(metrics.threshold_masks(metrics.minmax_normalise(metrics.upsample_maps(raw, upsample))),
-                                   gt)
+def _scores_of_maps(raw: torch.Tensor, gt: torch.Tensor, upsample: str) -> tuple:
+    """(per-sample cIoU, per-sample pointing hit) of raw maps."""
+    maps = metrics.minmax_normalise(metrics.upsample_maps(raw, upsample))
+    return metrics.ciou_from_masks(metrics.threshold_masks(maps), gt), metrics.pointing_hits(maps, gt)
 
 
 class AudioControlScorer:
@@ -81,6 +82,7 @@ class AudioControlScorer:
         self.waiting: dict = {}  # item index -> (visual map, gt) until its partner's audio is known
         self.silence: dict = {}  # spectrogram shape -> silence embedding
         self.cious = {name: np.full(len(items), np.nan) for name in self.controls}
+        self.pointing = {name: np.full(len(items), np.nan) for name in self.controls}
 
     def _silence(self, model, spec, device) -> torch.Tensor:
         key = tuple(spec.shape)
@@ -94,7 +96,8 @@ class AudioControlScorer:
             self.audio[int(i)] = audio[j]
         if "silence" in self.controls:
             a = torch.stack([self._silence(model, s, device) for s in specs])
-            self.cious["silence"][idx] = _cious_of_maps(torch.einsum("nchw,nc->nhw", visual, a), gt, self.upsample)
+            self.cious["silence"][idx], self.pointing["silence"][idx] = _scores_of_maps(
+                torch.einsum("nchw,nc->nhw", visual, a), gt, self.upsample)
         if "shuffled" in self.controls:
             for j, i in enumerate(idx):
                 self.waiting[int(i)] = (visual[j], gt[j])
@@ -107,13 +110,14 @@ class AudioControlScorer:
         visual = torch.stack([self.waiting[i][0] for i in ready])
         gt = torch.stack([self.waiting[i][1] for i in ready])
         a = torch.stack([self.audio[int(self.partners[i])] for i in ready])
-        self.cious["shuffled"][ready] = _cious_of_maps(torch.einsum("nchw,nc->nhw", visual, a), gt, self.upsample)
+        self.cious["shuffled"][ready], self.pointing["shuffled"][ready] = _scores_of_maps(
+            torch.einsum("nchw,nc->nhw", visual, a), gt, self.upsample)
         for i in ready:
             del self.waiting[i]
 
     def finish(self, items: list) -> dict:
         """Items whose partner was never read (missing or unreadable) get a partner among the read
-        items, with the same rules and seed; returns control name -> per-item cIoU."""
+        items, with the same rules and seed; returns (control name -> per-item cIoU, -> per-item pointing hit)."""
         if self.waiting:
             read = sorted(self.audio)
             sub = shuffled_partners(len(read), [items[i].label for i in read], [items[i].clip for i in read])
@@ -121,17 +125,18 @@ class AudioControlScorer:
             for i in list(self.waiting):
                 self.partners[i] = read[int(sub[position[i]])]
             self._score_ready()
-        return self.cious
+        return self.cious, self.pointing
 
 
 @torch.no_grad()
-def ogl_cious(saliency, images: torch.Tensor, av_normalised: torch.Tensor, gt: torch.Tensor, device,
-              chunk: int) -> np.ndarray:
-    """Per-sample cIoU of the OGL map (AV map fused with the object prior of ``images``)."""
+def ogl_scores(saliency, images: torch.Tensor, av_normalised: torch.Tensor, gt: torch.Tensor, device,
+               chunk: int) -> tuple:
+    """(per-sample cIoU, per-sample pointing hit) of the OGL map (AV map fused with the object prior of ``images``)."""
     from avloc.evaluation.ogl import fuse, object_maps
 
     obj = _chunked(saliency, images.to(device), chunk).float().cpu()
-    return metrics.ciou_from_masks(metrics.threshold_masks(fuse(av_normalised, object_maps(obj))), gt)
+    fused = fuse(av_normalised, object_maps(obj))
+    return metrics.ciou_from_masks(metrics.threshold_masks(fused), gt), metrics.pointing_hits(fused, gt)
 
 
 def _areas(pred: torch.Tensor, gt: torch.Tensor) -> tuple:
@@ -153,15 +158,20 @@ class Scores:
     raw_maps: dict  # item index -> raw [h, w] heat map (for overlays)
     unreadable: dict  # modality -> [{"id", "error"}]
     controls: dict = dataclasses.field(default_factory=dict)  # audio control name -> per-item cIoU
+    # row column ("ciou" for the model, "ciou_<name>" for the others, as in summary rows) -> per-item pointing hit
+    pointing: dict = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
     nonfinite_maps: list = dataclasses.field(default_factory=list)  # ids whose heat map held NaN/inf
 
     @classmethod
     def empty(cls, n: int, baseline_names: Iterable, ogl: bool) -> "Scores":
+        baseline_names = list(baseline_names)
         return cls(ciou=np.full(n, np.nan), pred_area=np.full(n, np.nan), gt_area=np.full(n, np.nan),
                    baselines={name: np.full(n, np.nan) for name in baseline_names},
                    ogl=np.full(n, np.nan) if ogl else None, done=np.zeros(n, dtype=bool), raw_maps={},
-                   unreadable={m: [] for m in MODALITIES})
+                   unreadable={m: [] for m in MODALITIES},
+                   pointing={c: np.full(n, np.nan) for c in ["ciou", *(f"ciou_{b}" for b in baseline_names)]
+                             + (["ciou_ogl"] if ogl else [])})
 
     @property
     def scored_index(self) -> np.ndarray:
@@ -180,11 +190,14 @@ def score_batch(scores: Scores, batch: dict, model, device, *, upsample: str, ch
     pred = metrics.threshold_masks(av)
     gt = batch["gt"]
     scores.ciou[idx] = metrics.ciou_from_masks(pred, gt)
+    scores.pointing["ciou"][idx] = metrics.pointing_hits(av, gt)
     scores.pred_area[idx], scores.gt_area[idx] = _areas(pred, gt)
     for name, values in baseline_cious(masks, gt).items():
         scores.baselines[name][idx] = values
+    for name, values in baseline_pointing(gt).items():
+        scores.pointing[f"ciou_{name}"][idx] = values
     if saliency is not None:
-        scores.ogl[idx] = ogl_cious(saliency, batch["image"], av, gt, device, chunk)
+        scores.ogl[idx], scores.pointing["ciou_ogl"][idx] = ogl_scores(saliency, batch["image"], av, gt, device, chunk)
     scores.done[idx] = True
     finite = torch.isfinite(raw.flatten(1)).all(dim=1)
     for j, i in enumerate(idx):
@@ -212,7 +225,8 @@ def score_items(items: list, batches: Iterable, model, device, *, upsample: str 
                             saliency=saliency, controls=controls)
             bar.update(len(batch["index"]) + len(batch["errors"]), failed=len(batch["errors"]))
     if controls is not None:
-        scores.controls = controls.finish(items)
+        scores.controls, control_pointing = controls.finish(items)
+        scores.pointing.update({f"ciou_{name}": hits for name, hits in control_pointing.items()})
     scores.seconds = time.perf_counter() - t0
     if scores.nonfinite_maps:
         warn(f"{len(scores.nonfinite_maps)} of {int(scores.done.sum())} heat maps hold NaN or inf (e.g. "

@@ -291,7 +291,7 @@ class TrainingRun:
         self.metrics_write("val", step=trainer.step, epoch=epoch, samples_seen=trainer.samples_seen,
                            selection_metric=metric, improved=improved, seconds=time.perf_counter() - t0, **result)
         self._write_curves()
-        shown = {k: v for k, v in result.items() if k.endswith("_ap50") or k in ("val_auc", "val_retrieval_a2i",
+        shown = {k: v for k, v in result.items() if k.endswith("_ap50") or k in ("val_auc", "val_pointing", "val_retrieval_a2i",
                                                                                "val_loss", "val_audio_cos")}
         when = f"after epoch {epoch + 1}" if epoch >= 0 else "before training (untrained model, reference only)"
         trainer.say(f"validation {when}: " + format_terms(shown)

@@ -162,6 +162,7 @@ def _localisation_rows(got: _Collected, upsample: str, audio_controls) -> dict:
         result[f"{prefix}_ap50"] = scores["ciou"]
         result[f"{prefix}_auc"] = scores["auc"]
         result[f"{prefix}_mean_ciou"] = scores["mean_ciou"]
+        result[f"{prefix}_pointing"] = scores["pointing"]
     result.update(_class_rows(scored["val"]["per_sample"], got.labels))
     controls = {name: result[f"val_{name}_ap50"] for name in AUDIO_CONTROLS if f"val_{name}_ap50" in result}
     if controls:
