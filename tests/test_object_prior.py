@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from avloc import metrics
-from avloc.evaluation.object_prior import clip_set_items, object_map, object_prior_ap50, synth_copy_items
+from avloc.evaluation.object_prior import (clip_set_items, misses_by_hidden, object_map, object_prior_ap50,
+                                          synth_copy_items)
 
 LEFT = [0.0, 0.0, 0.55, 0.6]      # 33% of the frame
 RIGHT = [0.6, 0.4, 1.0, 1.0]      # 24%: below a quarter, so even a perfect map cannot reach cIoU 0.5
@@ -67,3 +68,17 @@ def test_a_synthetic_copy_gives_every_object_the_same_chance(tmp_path):
     manifest = json.loads((tmp_path / "synth_benchmark.json").read_text())
     assert manifest["object_prior"]["n"] == 60
     assert np.isclose(manifest["object_prior"]["random_object"], scores["random_object"])
+    # how much of the sounding silhouette others cover, from the pixels: often none, sometimes some
+    shares = np.array([it["hidden_shares"][0] for it in manifest["items"]])
+    assert ((shares >= 0) & (shares < 1)).all() and 0 < np.mean(shares > 0.02) < 0.8
+
+
+def test_misses_by_hidden_groups_items_by_the_covered_share():
+    items = [{"id": "a", "hidden_shares": [0.0]}, {"id": "b", "hidden_shares": [0.05]},
+             {"id": "c", "hidden_shares": [0.5]}, {"id": "d", "hidden_shares": [0.6]}, {"id": "e"}]
+    per_sample = {"id": ["a", "b", "c", "d", "e"], "ciou": [0.7, 0.6, 0.3, 0.55, 0.9],
+                  "pointing": [1.0, 1.0, 1.0, 0.0, 1.0]}
+    rows = misses_by_hidden(per_sample, items)
+    assert rows == [{"hidden": "0-0.02", "n": 1, "ap50": 1.0, "pointing": 1.0},
+                    {"hidden": "0.02-0.1", "n": 1, "ap50": 1.0, "pointing": 1.0},
+                    {"hidden": "0.3-1", "n": 2, "ap50": 0.5, "pointing": 0.5}]  # "e" records no share: left out

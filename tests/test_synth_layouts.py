@@ -52,7 +52,7 @@ def parse_flickr_xml(path):
 
 @pytest.mark.parametrize("layout", ["flat", "split"])
 def test_flickr_layout(tmp_path, layout):
-    b = write_benchmark(tmp_path, "flickr", 4, seed=2, n_classes=6, layout=layout, frame_size=(288, 200))
+    b = write_benchmark(tmp_path, "flickr", 8, seed=2, n_classes=6, layout=layout, frame_size=(288, 200))
     rows = (tmp_path / "flickr_test.csv").read_bytes().decode().split("\r\n")[:-1]
     ids = [r.split(",")[0] for r in rows]
     assert all(r.split(",")[1].isdigit() for r in rows) and all(i.isdigit() for i in ids)

@@ -102,3 +102,27 @@ def prior_line(scores: dict) -> str:
     return (f"object prior (oracle boxes, {scores['n']} frames): random object {100 * scores['random_object']:.1f}, "
             f"largest object {100 * scores['largest_object']:.1f}, smallest object {100 * scores['smallest_object']:.1f}, "
             f"sounding object (the ceiling) {100 * scores['sounding_object']:.1f}")
+
+
+HIDDEN_EDGES = (0.0, 0.02, 0.1, 0.2, 0.3, 1.0)
+
+
+def misses_by_hidden(per_sample: dict, items: list, edges: tuple = HIDDEN_EDGES) -> list:
+    """AP50 and pointing of an evaluation's items grouped by how much of the sounding object other
+    objects hide (``hidden_shares`` of an ``avloc synth`` copy, first frame): a map can point at the
+    right object and still fail a box drawn around a silhouette that is largely covered.
+
+    ``per_sample``: evaluate's per-sample table ("id", "ciou", "pointing"); ``items``: the copy's
+    manifest items. Returns one row per non-empty group: {"hidden": "a-b", "n", "ap50", "pointing"}."""
+    share = {it["id"]: it["hidden_shares"][0] for it in items if it.get("hidden_shares")}
+    keep = [i for i, item_id in enumerate(per_sample["id"]) if item_id in share]
+    hidden = np.array([share[per_sample["id"][i]] for i in keep])
+    hit = np.asarray(per_sample["ciou"], dtype=float)[keep] >= AP_THRESHOLD
+    pointing = np.asarray(per_sample["pointing"], dtype=float)[keep]
+    rows = []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        group = (hidden > lo) & (hidden <= hi) if k else (hidden <= hi)
+        if group.any():
+            rows.append({"hidden": f"{lo:g}-{hi:g}", "n": int(group.sum()), "ap50": float(hit[group].mean()),
+                         "pointing": float(np.nanmean(pointing[group]))})
+    return rows

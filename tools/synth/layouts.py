@@ -37,7 +37,7 @@ from avloc.errors import AvlocError, ConfigError
 from avloc.tools.synth.audio import render_mix, sample_sound, wav_bytes
 from avloc.tools.synth.jobs import ensure_output_dir, make_ytids, run_jobs, write_file
 from avloc.evaluation.object_prior import copy_items, object_prior_ap50
-from avloc.tools.synth.render import SceneRenderer, object_box, sounding_box, union_box
+from avloc.tools.synth.render import SceneRenderer, mask_box, object_box, object_mask, sounding_box, union_box
 from avloc.tools.synth.scene import (DEFAULT_DISTRACTOR_LOOKS, MAX_CLASSES, SOUNDING_AREA, Scene, class_names,
                                      distractor_problems, sample_scene)
 
@@ -161,15 +161,18 @@ def write_item(job: ItemJob) -> dict:
     renderer = SceneRenderer(job.scene, job.width, job.height)
     sounding = [i for i, o in enumerate(job.scene.objects) if o.sounding]
     distractors = [i for i, o in enumerate(job.scene.objects) if not o.sounding]
-    boxes, areas, source_boxes, distractor_boxes = [], [], [], []
+    boxes, areas, source_boxes, distractor_boxes, hidden = [], [], [], [], []
     for t, fpath, mpath in zip(job.frame_times, job.frame_paths, job.mask_paths):
         frame, labels = renderer.render(t, with_labels=True)
         mask = np.isin(labels, sounding)
-        own = [object_box(renderer, i, t) for i in sounding]  # whole silhouettes: a hidden part is still the object
+        silhouettes = [object_mask(renderer, i, t) for i in sounding]
+        own = [mask_box(m) for m in silhouettes]  # whole silhouettes: a hidden part is still the object
         boxes.append(union_box(own))
         source_boxes.append(own)
         distractor_boxes.append([object_box(renderer, i, t) for i in distractors])
         areas.append(float(mask.mean()))
+        whole = np.logical_or.reduce(silhouettes) if silhouettes else mask
+        hidden.append(float(1.0 - mask.sum() / whole.sum()) if whole.any() else 0.0)
         write_file(Path(fpath), _image_bytes(frame, job.image_format))
         if mpath:
             write_file(Path(mpath), _mask_bytes(mask, job))
@@ -177,7 +180,8 @@ def write_item(job: ItemJob) -> dict:
     write_file(Path(job.audio_path), wav_bytes(audio, job.sample_rate))
     for path, data in job.extra_files.items():
         write_file(Path(path), data)
-    return {"boxes": boxes, "mask_areas": areas, "source_boxes": source_boxes, "distractor_boxes": distractor_boxes}
+    return {"boxes": boxes, "mask_areas": areas, "source_boxes": source_boxes, "distractor_boxes": distractor_boxes,
+            "hidden_shares": hidden}
 
 
 def _mask_bytes(mask: np.ndarray, job: ItemJob) -> bytes:
@@ -284,6 +288,7 @@ def write_benchmark(
         item["mask_areas"] = res["mask_areas"]
         item["source_boxes"] = res["source_boxes"]
         item["distractor_boxes"] = res["distractor_boxes"]  # per frame, each distractor's own silhouette
+        item["hidden_shares"] = res["hidden_shares"]  # per frame, the share of the sounding silhouettes others cover
     if benchmark in LEADERBOARD_LAYOUTS:
         leaderboard_layouts.finish(bset)
     _finish(bset, names)

@@ -161,13 +161,18 @@ def mask_box(mask: np.ndarray) -> Optional[list]:
     return [float(xs.min()) / W, float(ys.min()) / H, float(xs.max() + 1) / W, float(ys.max() + 1) / H]
 
 
-def object_box(renderer: SceneRenderer, obj_index: int, t: float) -> Optional[list]:
-    """Box of one object's own silhouette at time t (as drawn, before any occlusion)."""
+def object_mask(renderer: SceneRenderer, obj_index: int, t: float) -> np.ndarray:
+    """One object's own silhouette at time t (bool [H, W]), as drawn alone: hidden parts included."""
     obj, sprite = renderer.scene.objects[obj_index], renderer.sprites[obj_index]
     dx, dy = _offset_px(obj, t, renderer.scene.reference_time, renderer.width, renderer.height)
     labels = np.full((renderer.height, renderer.width), -1, np.int16)
     _paste(np.empty((renderer.height, renderer.width, 0), np.float32), sprite, dx, dy, labels, 0)
-    return mask_box(labels == 0)
+    return labels == 0
+
+
+def object_box(renderer: SceneRenderer, obj_index: int, t: float) -> Optional[list]:
+    """Box of one object's own silhouette at time t (as drawn, before any occlusion)."""
+    return mask_box(object_mask(renderer, obj_index, t))
 
 
 def union_box(boxes: list) -> Optional[list]:

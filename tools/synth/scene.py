@@ -222,8 +222,10 @@ def sample_scene(
     shape's tight box is up to a pixel smaller per side than its nominal one. Nothing but the sound
     tells the sounding objects from the distractors: which object slots sound is drawn first, every
     object is sized and placed by the same rules (against a frame edge, overlapping the objects
-    placed before as little as possible), the drawing order is random, and the least covered of
-    several draws is kept (``MAX_HIDDEN``). ``distractor_looks``: see the module docstring.
+    placed before as little as possible), the drawing order is random, and the scene is drawn again
+    until no object is more than ``MAX_HIDDEN`` covered, dropping distractors from frames too crowded
+    for that (so ``n_distractors``, 2-3 when not given, is an upper bound; never below
+    ``MIN_DISTRACTORS``). ``distractor_looks``: see the module docstring.
     ``avoid_looks``: classes no distractor may wear besides the sounding ones (a duet frame must not
     show its partner's class: the mixture makes that class sound too).
     """
@@ -235,29 +237,44 @@ def sample_scene(
     sounding_slots = set(rng.choice(n, size=k, replace=False).tolist())  # the geometry never looks at it
     classes = iter(sounding_classes)
     slots = [(next(classes), True) if i in sounding_slots else (int(rng.choice(others)), False) for i in range(n)]
+    while True:
+        hidden, drawn = _least_covered_draw(rng, slots, area_range, k, size_by, drift)
+        distractor_slots = [i for i, (_, sounding) in enumerate(slots) if not sounding]
+        if hidden <= MAX_HIDDEN or len(distractor_slots) <= MIN_DISTRACTORS:
+            return _with_background(rng, drawn, reference_time)
+        slots.pop(int(rng.choice(distractor_slots)))  # too crowded to keep every object mostly in view
+
+
+# Objects cover 25-50% of the frame each, so they overlap. A scene is drawn up to
+# SCENE_TRIES times, stopping once no object has more than MAX_HIDDEN of its box covered by the
+# objects drawn over it; when no draw gets there, a distractor (drawn at random) leaves the frame and
+# the scene is drawn again, down to MIN_DISTRACTORS. Without that step about half the scenes kept an
+# object more than 30% covered (the 95th percentile 59%), and where that object was the sounding one
+# its box, drawn around the whole silhouette (render.sounding_box), held mostly another object: a map
+# on the visible sounding object then failed the box (on a fresh 200-item copy, AP50 0.32 where over
+# 30% of the sounding object was hidden, pointing 0.95). Now (400 scenes asking for 2-3 distractors):
+# no object is more than 30% covered, the median scene's most covered one 25%; 378 frames hold 3
+# objects, 21 hold 2, 1 holds 4 (four such objects rarely fit). Every object is held to the same
+# rule, so being whole says nothing about which one sounds.
+MAX_HIDDEN = 0.3
+SCENE_TRIES = 40
+MIN_DISTRACTORS = 1
+
+
+def _least_covered_draw(rng, slots: list, area_range: tuple, k: int, size_by: str, drift: float) -> tuple:
+    """(most-covered share, objects in drawing order) of the least covered of up to SCENE_TRIES draws."""
     best = None
     for _ in range(SCENE_TRIES):
         placed: list = []  # boxes so far
         objects = [_place_object(rng, cls, sounding, rng.uniform(*area_range) / k, size_by, placed, drift)
                    for cls, sounding in slots]
-        drawn = [objects[i] for i in rng.permutation(n)]
+        drawn = [objects[i] for i in rng.permutation(len(objects))]
         hidden = _most_hidden(drawn)
         if best is None or hidden < best[0]:
             best = (hidden, drawn)
         if hidden <= MAX_HIDDEN:
             break
-    return _with_background(rng, best[1], reference_time)
-
-
-# Frames hold 3-4 objects of 25-50% of the frame each, so they must overlap. A scene is drawn up to
-# SCENE_TRIES times, stopping early once no object has more than MAX_HIDDEN of its box covered by the
-# objects drawn over it, and the least covered draw is kept (measured over 400 scenes: about half
-# reach the limit, the median scene's most covered object has 31% of its box under others, the 95th
-# percentile 59%; in pixels an object shows 84% of itself on average). Every object is held to the
-# same rule, so being whole says nothing about which one sounds; the box ground truth is around the
-# sounding object's whole silhouette (render.sounding_box), as an annotator boxes a partly hidden object.
-MAX_HIDDEN = 0.3
-SCENE_TRIES = 40
+    return best
 
 
 def _most_hidden(drawn: list) -> float:
