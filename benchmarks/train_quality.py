@@ -19,6 +19,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Optional
 
 from avloc.evaluation.object_prior import clip_set_items, object_prior_ap50, prior_line
 
@@ -38,8 +39,8 @@ def quality(out: Path, *, n_clips: int = 960, n_classes: int = 8, seed: int = 2,
 
     out = Path(out)
     t0 = time.perf_counter()
-    # Every scene shows the sounding object plus 2-3 distractors wearing the set's other classes' looks:
-    # only the audio says which object sounds.
+    # Every scene shows the sounding object plus 1-3 distractors (mostly 2) wearing the set's other
+    # classes' looks: only the audio says which object sounds.
     clips = generate_clips(out / "clips", n_clips, seed=seed, n_classes=n_classes, duration=4.0, width=192,
                            height=144, workers=2, test_fraction=0.0, distractor_looks=distractor_looks)
     # bf16 autocast where the CPU has it natively, as the demo trains (a --set precision=... overrides it)
@@ -71,8 +72,9 @@ def val_object_prior(synth_json: Path, shards: Path) -> dict:
     return object_prior_ap50(clip_set_items(synth_json, keys))
 
 
-def plot_curves(run_dir: Path, png: Path) -> None:
-    """Training loss and validation AP50/AUC (model vs baselines) against optimiser steps."""
+def plot_curves(run_dir: Path, png: Path, object_prior: Optional[dict] = None) -> None:
+    """Training loss and validation AP50 (model, audio controls, baselines and, when given, a blind pick
+    among each val frame's objects) against optimiser steps."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,6 +104,8 @@ def plot_curves(run_dir: Path, png: Path) -> None:
                               ("val_retrieval_a2i", "audio->image top-1", "-^")):
         if val and key in val[0]:
             ax2.plot(steps, [r[key] for r in val], style, label=label, ms=4)
+    if object_prior:
+        ax2.axhline(object_prior["random_object"], color="grey", ls="-.", lw=0.8, label="blind pick among objects")
     ax2.set_ylim(0, 1)
     ax2.set_xlabel("optimiser step")
     ax2.set_title("validation (held-out val split)")
@@ -163,14 +167,17 @@ def main(argv=None) -> int:
     if args.table:
         print(quality_table(args.table))
         if args.png:
-            plot_curves(args.table, args.png)
+            work = Path(args.table).parent  # the run's work folder, when it still holds its clips and shards
+            clip_set = work / "clips" / "synth.json"
+            prior = val_object_prior(clip_set, work / "shards") if clip_set.is_file() else None
+            plot_curves(args.table, args.png, prior)
         return 0
     if args.work is None:
         parser.error("give a work folder (or --table RUN)")
     summary = quality(args.work, n_clips=args.n_clips, n_classes=args.classes, seed=args.data_seed,
                       distractor_looks=args.distractors, sets=args.sets)
     if args.png:
-        plot_curves(args.work / "run", args.png)
+        plot_curves(args.work / "run", args.png, summary["val_object_prior"])
     print(json.dumps(summary, indent=1, default=str))
     return 0
 

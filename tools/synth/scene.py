@@ -250,7 +250,7 @@ def sample_scene(
 # objects drawn over it; when no draw gets there, a distractor (drawn at random) leaves the frame and
 # the scene is drawn again, down to MIN_DISTRACTORS. Without that step about half the scenes kept an
 # object more than 30% covered (the 95th percentile 59%), and where that object was the sounding one
-# its box, drawn around the whole silhouette (render.sounding_box), held mostly another object: a map
+# its box, drawn around the whole silhouette (render.sounding_box), held much of another object: a map
 # on the visible sounding object then failed the box (on a fresh 200-item copy, AP50 0.32 where over
 # 30% of the sounding object was hidden, pointing 0.95). Now (400 scenes asking for 2-3 distractors):
 # no object is more than 30% covered, the median scene's most covered one 25%; 378 frames hold 3
