@@ -328,12 +328,13 @@ def test_quality_script_prints_the_validation_table_and_curve(tmp_path, capsys):
     quality = _script("train_quality")
     train = {"kind": "train", "step": 3, "contrastive": 4.0, "fns1": 0.01, "tns": 0.02, "fns2": 0.03}
     val = {"kind": "val", "epoch": -1, "step": 0, "samples_seen": 0, "val_ap50": 0.12, "val_auc": 0.3,
-           "val_silence_ap50": 0.1, "val_shuffled_ap50": 0.11, "val_uses_sound": False, "baseline_centre_ap50": 0.14}
+           "val_silence_ap50": 0.1, "val_shuffled_ap50": 0.11, "val_uses_sound": False, "baseline_centre_ap50": 0.14,
+           "val_pointing": 0.5, "val_silence_pointing": 0.25, "val_shuffled_pointing": 0.2, "baseline_centre_pointing": 0.6}
     (tmp_path / "metrics.jsonl").write_text(json.dumps(train) + "\n" + json.dumps(val) + "\n")
     (tmp_path / "config.yaml").write_text("batch_size: 16\n")
     assert quality.main(["--table", str(tmp_path), "--png", str(tmp_path / "curve.png")]) == 0
     out = capsys.readouterr().out
-    assert "| 0 (untrained) | 0 | 0.120 | 0.100 | 0.110 | NOT using the sound | 0.300 | 0.140 |" in out
+    assert "| 0 (untrained) | 0 | 0.120 | 0.100 | 0.110 | NOT using the sound | 0.50 / 0.25 / 0.20 / 0.60 | 0.300 | 0.140 |" in out
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     from avloc.training.config import build_config
 
