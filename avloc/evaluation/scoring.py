@@ -115,7 +115,7 @@ class AudioControlScorer:
         for i in ready:
             del self.waiting[i]
 
-    def finish(self, items: list) -> dict:
+    def finish(self, items: list) -> tuple:
         """Items whose partner was never read (missing or unreadable) get a partner among the read
         items, with the same rules and seed; returns (control name -> per-item cIoU, -> per-item pointing hit)."""
         if self.waiting:
