@@ -7,6 +7,8 @@ already scores well on benchmarks with large boxes (METHOD.md §5, §6). The sam
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -60,10 +62,13 @@ def baseline_cious(masks: dict, gt: torch.Tensor) -> dict:
     return {name: metrics.ciou_from_masks(mask.expand(gt.shape[0], -1, -1), gt) for name, mask in masks.items()}
 
 
+@functools.lru_cache(maxsize=1)
+def baseline_peaks() -> dict:
+    """name -> (row, column) each baseline's map points at (its peak, or the centre of its flat top);
+    the maps never change, so this is computed once, not per scored batch."""
+    return {name: tuple(int(v) for v in metrics.peak_points(m.unsqueeze(0))[0]) for name, m in baseline_maps().items()}
+
+
 def baseline_pointing(gt: torch.Tensor) -> dict:
-    """name -> per-sample pointing hit of that baseline's map (its peak, or the centre of its flat top)."""
-    out = {}
-    for name, m in baseline_maps().items():
-        row, col = (int(v) for v in metrics.peak_points(m.unsqueeze(0))[0])
-        out[name] = (gt[:, row, col] > 0).cpu().numpy()
-    return out
+    """name -> per-sample pointing hit of that baseline's map against each ground truth of ``gt``."""
+    return {name: (gt[:, row, col] > 0).cpu().numpy() for name, (row, col) in baseline_peaks().items()}
