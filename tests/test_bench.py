@@ -375,3 +375,15 @@ def test_ablation_script_renders_a_set_trains_from_a_checkpoint_and_tabulates(tm
     out = capsys.readouterr().out
     assert "| contrastive | 1 |" in out and "| w100 | 2 |" in out
     assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shard_marginal_rate_removes_the_fixed_cost_per_run():
+    from avloc.bench.shard import fixed_seconds, marginal_rates
+
+    # 0.5 s fixed + 0.1 s per clip: 12 clips take 1.7 s, 24 take 2.9 s
+    small, large = [1.7, 1.7, 1.7], [2.9, 2.9, 2.7]
+    rates = marginal_rates(12, 24, small, large)
+    assert rates[:2] == pytest.approx([10.0, 10.0]) and rates[2] == pytest.approx(12.0)
+    assert fixed_seconds(12, small, rates) == pytest.approx(0.5)
+    # a round where the larger run was not slower carries no rate
+    assert marginal_rates(12, 24, [1.0, 1.0], [0.9, 2.0]) == pytest.approx([12.0])

@@ -316,6 +316,19 @@ assert context.get_start_method() == "forkserver", context.get_start_method()
 """)
 
 
+def test_torch_workers_inherit_the_jpeg_decoder_instead_of_importing_it(shards, tmp_path):
+    """Importing torchvision.io takes ~1 s, which every epoch's workers paid before their first batch
+    (benchmarks/results/loaders-cpu-cost.md): the loader imports it once in this process, so forked
+    workers inherit it, and a forkserver preloads it."""
+    run_worker_probe(tmp_path, shards[0], f"""
+assert "torchvision.io" not in sys.modules
+build_loader({str(shards[0])!r}, "train", LoaderOptions(backend="torch", batch_size=5, num_workers=2))
+assert "torchvision.io" in sys.modules and "webdataset.tariterators" in sys.modules
+assert "multiprocessing_context" not in worker_options(2)  # forked: the workers start with it loaded
+assert "torchvision.io" in FORKSERVER_PRELOAD
+""")
+
+
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_torch_workers_ship_uint8_pixels_normalised_where_the_batch_lands(shards, mode):
     """What a worker builds holds uint8 pixels (a quarter of float32's bytes through shared memory); the

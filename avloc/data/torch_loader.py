@@ -207,6 +207,10 @@ class TorchShardLoader(ShardLoader):
         if importlib.util.find_spec("webdataset") is None:
             raise InputError("the torch shard loader reads tars with webdataset, which is not installed "
                              "(pip install 'webdataset>=1.0,<2')")
+        # imported here, once, so that forked workers inherit them: importing torchvision.io takes ~1 s,
+        # which each epoch's workers would otherwise pay before their first batch
+        import torchvision.io  # noqa: F401
+        import webdataset.tariterators  # noqa: F401
         super().__init__(shards, options)
 
     def epoch_dataset(self, start_batch: int) -> EpochBatches:

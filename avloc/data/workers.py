@@ -5,6 +5,8 @@ forked child could hang in what it inherits (DALI loaded, or PyAV used, in this 
 avloc.utils.processes). Then they start from a clean "forkserver" process, which imports torch
 and the loaders' modules once, so that each epoch's workers fork with them loaded instead of
 importing them again (measured: first batch 7 s instead of 12-15 s on a loaded 2-core machine).
+torchvision.io (the torch shard loader's JPEG decoder) is among them: importing it takes ~1 s, which
+every epoch's workers would otherwise pay before their first batch.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from avloc.utils.progress import warn
 
 # what a DataLoader worker needs before it can build a batch (set before the forkserver starts;
 # once it runs, later calls change nothing)
-FORKSERVER_PRELOAD = ("torch", "avloc.data.torch_loader", "avloc.data.folder")
+FORKSERVER_PRELOAD = ("torch", "torchvision.io", "avloc.data.torch_loader", "avloc.data.folder")
 
 
 def init_worker(_worker_id: int) -> None:
