@@ -11,6 +11,7 @@ result writer of ``avloc bench-throughput``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import shutil
 import sys
@@ -128,8 +129,11 @@ NOTES = {"loaders": loaders_goal, "kernels": kernels_cpu_time}
 PLOTS = {"kernels": plot_kernels, "rehearsal": plot_rehearsal}
 
 
-def measure(scenario: str, ctx, *, items=None, batches=None, hws=None) -> list:
+def measure(scenario: str, ctx, *, items=None, batches=None, hws=None, read_seconds=None) -> list:
     module = importlib.import_module(f"avloc.bench.{scenario}")
+    if scenario == "rehearsal" and read_seconds:
+        scale = module.QUICK if ctx.quick else module.FULL
+        return module.run_rehearsal(ctx, dataclasses.replace(scale, sustained_s=float(read_seconds)))
     if scenario == "evaluate" and items:
         return module.run(ctx, n=items)
     if scenario == "kernels" and (batches or hws):
@@ -151,7 +155,8 @@ def record(args) -> dict:
         with sigterm_unwinds():
             ctx = BenchContext(workdir=workdir, quick=not args.full, shards=args.shards,
                                device=args.device or default_device(), progress=not args.no_progress)
-            records = fill_ratios(measure(args.scenario, ctx, items=args.items, batches=args.batches, hws=args.hw))
+            records = fill_ratios(measure(args.scenario, ctx, items=args.items, batches=args.batches, hws=args.hw,
+                                          read_seconds=args.read_seconds))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     machine = machine_info(load_at_start)
@@ -180,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=int, default=None, help="evaluate: number of items (default 16, --full 5,158)")
     p.add_argument("--batches", type=int, nargs="+", help="kernels: only these B")
     p.add_argument("--hw", type=int, nargs="+", help="kernels: only these HW (perfect squares)")
+    p.add_argument("--read-seconds", type=float, default=None,
+                   help="rehearsal: how long the DALI CPU loader reads the 144k set (default 120, quick 10)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
