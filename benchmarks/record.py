@@ -115,10 +115,10 @@ def plot_rehearsal(records: list, path) -> None:
     axes[0].set_ylabel("MiB")
     if rate is not None:
         windows = rate.extra.get("raw") or [rate.extra.get("rate_over_stretch") or rate.value]
-        axes[1].bar(range(len(windows)), windows)
-        axes[1].set_xticks(range(len(windows)))
+        starts = [10 * i for i in range(len(windows))]
+        axes[1].bar(starts, windows, width=8, align="edge")
         axes[1].set_title(f"{rate.variant}: {rate.size}", fontsize=9)
-    axes[1].set_xlabel("10 s window")
+    axes[1].set_xlabel("seconds (one bar per 10 s window)")
     axes[1].set_ylabel("samples/s")
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")

@@ -119,6 +119,20 @@ def test_writer_appends_runs_and_lists_them_newest_first_with_umask_modes(tmp_pa
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_rewriting_a_results_page_keeps_its_hand_written_readings(tmp_path):
+    paths = dict(jsonl_path=tmp_path / "x.jsonl", md_path=tmp_path / "x.md", title="Loader throughput",
+                 intro="What is measured.")
+    write_results(_records(), machine={"time": "2026-01-01T00:00:00Z", "cpu": "A"}, **paths)
+    page = (tmp_path / "x.md").read_text()
+    reading = "## Reading the January run\nThe torch loader was 2.9x.\n\n## Why\nBecause.\n"
+    (tmp_path / "x.md").write_text(page.replace("## 2026-01-01", reading + "\n## 2026-01-01"))
+    write_results(_records()[:2], machine={"time": "2026-02-01T00:00:00Z", "cpu": "B"}, **paths)
+    md = (tmp_path / "x.md").read_text()
+    assert md.count("## Reading the January run\nThe torch loader was 2.9x.") == 1 and md.count("## Why") == 1
+    assert md.index("What is measured.") < md.index("## Reading") < md.index("## Why") < md.index("## 2026-02-01")
+    assert md.index("## 2026-02-01") < md.index("## 2026-01-01") and md.count("## 2026-01-01") == 1
+
+
 def test_kernels_scenario_reports_missing_gpu_backend_as_skipped(tmp_path):
     from avloc.bench.kernels import run_sizes
 

@@ -7,6 +7,7 @@ versions, load, commit, time). The markdown lists every run found in the JSONL, 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -46,13 +47,15 @@ def machine_line(machine: dict) -> str:
 
 
 def plot_ratios(records: list, path) -> None:
-    """Horizontal bars of ratio-to-baseline per (scenario, size, variant); skipped rows are listed as such."""
+    """Horizontal bars of ratio-to-baseline per (scenario, size, variant); skipped rows are listed as such.
+    Rows that have no baseline to compare with (absolute figures such as the rehearsal's) are left to
+    the table."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in records if not r.baseline]
+    rows = [r for r in records if not r.baseline and (r.ratio_to_baseline or r.skipped)]
     labels = [f"{r.scenario} | {r.variant} | {r.size}" for r in rows]
     ratios = [r.ratio_to_baseline if r.ratio_to_baseline else 0.0 for r in rows]
     fig, ax = plt.subplots(figsize=(9, max(2.5, 0.32 * len(rows) + 1.2)))
@@ -71,11 +74,13 @@ def plot_ratios(records: list, path) -> None:
 
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow range labels every minor tick, overlapping
+        shown = [x for x in ratios if x > 0]
+        ax.set_xlim(min(min(shown), 1.0) / 1.5, max(max(shown), 1.0) * 4)  # room for the labels right of the bars
     for i, r in enumerate(rows):
         text = r.skipped or (f"{r.ratio_to_baseline:.2f}x" if r.ratio_to_baseline else "no baseline")
         ax.text(max(ratios[i], 1e-3) if ratios[i] else 1.0, i, " " + text, va="center", fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("ratio to the scenario's baseline, same run (green = better than baseline)")
+    ax.set_xlabel("ratio to the baseline, same run (green: better)")
     ax.set_title("avloc bench-throughput")
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
@@ -94,10 +99,28 @@ def read_runs(jsonl: Path) -> list:
     return [runs[t] for t in sorted(runs, reverse=True)]
 
 
-def markdown(runs: list, *, title: str, intro: str = "", notes_for: Optional[Callable[[list], str]] = None) -> str:
+_RUN_HEADING = re.compile(r"^## \d{4}-\d{2}-\d{2}T")
+
+
+def hand_written_sections(text: str) -> str:
+    """The ``## `` sections of a results page that are not a recorded run's (people's readings of the
+    runs), so that rewriting the page from its JSONL keeps them."""
+    kept, keep = [], False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            keep = not _RUN_HEADING.match(line)
+        if keep:
+            kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def markdown(runs: list, *, title: str, intro: str = "", notes_for: Optional[Callable[[list], str]] = None,
+             readings: str = "") -> str:
     parts = [f"# {title}\n"]
     if intro:
         parts.append(intro.strip() + "\n")
+    if readings:
+        parts.append(readings.strip() + "\n")
     for machine, records in runs:
         notes = notes_for(records) if notes_for else ""
         parts.append(f"## {machine['time']}\n\n{machine_line(machine)}\n\n{table(records)}\n"
@@ -113,7 +136,8 @@ def write_results(records: list, *, machine: Optional[dict] = None, json_path=No
 
     ``json_path``: one JSON list, one object per record then ``{"machine": {...}}``.
     ``jsonl_path``: one record per line with its ``machine``; appended to (``append``) or replaced.
-    ``md_path``: markdown; with a JSONL, every run in it (newest first), else this run only.
+    ``md_path``: markdown; with a JSONL, every run in it (newest first), else this run only; the
+    hand-written sections of an existing page (``hand_written_sections``) are kept, after the intro.
     ``png_path``: ``plot(records, path)`` (default: bars of the ratios).
     """
     machine = machine or machine_info()
@@ -132,7 +156,8 @@ def write_results(records: list, *, machine: Optional[dict] = None, json_path=No
         written["jsonl"] = jsonl_path
     if md_path:
         runs = read_runs(jsonl_path) if jsonl_path else [(machine, records)]
-        atomic_write_text(md_path, markdown(runs, title=title, intro=intro, notes_for=notes_for))
+        readings = hand_written_sections(Path(md_path).read_text()) if Path(md_path).is_file() else ""
+        atomic_write_text(md_path, markdown(runs, title=title, intro=intro, notes_for=notes_for, readings=readings))
         written["md"] = Path(md_path)
     if png_path:
         with atomic_path(png_path) as tmp:

@@ -157,7 +157,7 @@ def mask_spans(aug: SampleAugment, bins: int, frames: int) -> tuple:
 def spec_tensor(log_spec: np.ndarray, aug: SampleAugment = None, fill: float = 0.0) -> torch.Tensor:
     """[257, T] log-spectrogram (any float dtype) -> [1, 257, T] float32 / 12; when ``aug`` is given
     its masks are set to ``fill`` (log-spectrogram units, a value of SPEC_MASK_FILLS)."""
-    spec = torch.from_numpy(np.asarray(log_spec, dtype=np.float32).copy()).unsqueeze(0)
+    spec = torch.from_numpy(np.array(log_spec, dtype=np.float32)).unsqueeze(0)  # one copy, writable
     if aug is not None:
         (f0, f1), (t0, t1) = mask_spans(aug, spec.shape[1], spec.shape[2])
         spec[:, f0:f1, :] = fill
