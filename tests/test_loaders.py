@@ -323,7 +323,7 @@ def test_torch_workers_inherit_the_jpeg_decoder_instead_of_importing_it(shards, 
     run_worker_probe(tmp_path, shards[0], f"""
 assert "torchvision.io" not in sys.modules
 build_loader({str(shards[0])!r}, "train", LoaderOptions(backend="torch", batch_size=5, num_workers=2))
-assert "torchvision.io" in sys.modules and "webdataset.tariterators" in sys.modules
+assert "torchvision.io" in sys.modules
 assert "multiprocessing_context" not in worker_options(2)  # forked: the workers start with it loaded
 assert "torchvision.io" in FORKSERVER_PRELOAD
 """)

@@ -1,18 +1,21 @@
-"""The shard loader for machines without DALI: webdataset tar reading, PIL/torch decoding and
-augmentation in DataLoader worker processes.
+"""The shard loader for machines without DALI: reading, PIL/torch decoding and augmentation in
+DataLoader worker processes.
 
 Per rank the read plan is the one of avloc.data.shards (same shards, same contiguous sample
 range as DALI). Inside a rank the sample order (buffered shuffle in train mode) is computed from
 the index, then cut into batches; worker w of W builds batches w, w+W, w+2W, ... Each worker
-streams the rank's tars with webdataset's tar iterator, keeps the raw members of the samples
-of its own batches and decodes only those. The DataLoader takes batches from workers in turn,
-so the batch order is the same for any number of workers, and a resumed run can start at any
-batch without decoding the ones before it.
+reads only the samples of its own batches, at the byte ranges the shard's DALI index gives (one
+pread per sample; each member's tar header is checked against the index), and decodes them.
+Streaming every tar through a tar reader in each worker, as before, made W workers read and parse
+the whole epoch W times (benchmarks/results/loaders-cpu-cost.md). The DataLoader takes batches
+from workers in turn, so the batch order is the same for any number of workers, and a resumed run
+can start at any batch without reading the ones before it.
 """
-
 from __future__ import annotations
 
 import io
+import os
+from typing import Optional
 
 import numpy as np
 import torch
@@ -27,7 +30,6 @@ from avloc.data.loader import ShardLoader
 from avloc.data.options import LoaderOptions
 from avloc.data.shards import buffered_shuffle, rank_plan, rank_samples
 from avloc.data.workers import stream_batches, worker_options
-from avloc.errors import InputError
 
 
 def decode_jpeg_tensor(data: bytes) -> torch.Tensor:
@@ -80,15 +82,58 @@ def decode_sample(members: dict, aug, options: LoaderOptions):
     return image, spec, label, bbox
 
 
-class EpochBatches(IterableDataset):
-    """One rank's epoch as batches (picklable: plain lists, numbers and the options)."""
+# the members a training sample is read with, in the order the shard writer stores them
+READ_EXTS = (schema.EXT_FRAME, schema.EXT_SPEC, schema.EXT_META)
+TAR_BLOCK = 512  # a USTAR member header; the shard writer's names fit one block, right before the data
 
-    def __init__(self, *, tars: list, stream: list, order: list, member_counts: list, num_batches: int,
+
+def member_problem(block: bytes, key: str, ext: str) -> Optional[str]:
+    """Why the tar header before a member's data does not look like that member's (None when it does)."""
+    if len(block) < TAR_BLOCK or block[257:262] != b"ustar":
+        return f"the tar header of its {ext} member is damaged (no USTAR header where the index puts it)"
+    name = block[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if not key.startswith("#") and name != f"{key}.{ext}":  # '#n': a v1.1 index names no members
+        return f"the tar header of its {ext} member names {name[:60]!r}, not {key}.{ext} (damaged tar or index)"
+    return None
+
+
+def read_members(fd: int, key: str, offsets, sizes) -> dict:
+    """{ext: bytes} of one sample, read with one pread from its first member's header to its last
+    member's end (the members are stored one after another); each member's tar header is checked
+    against the index. Raises ValueError when the bytes are not there or not what the index says."""
+    first = int(offsets[0]) - TAR_BLOCK
+    last = max(int(o) + int(n) for o, n in zip(offsets, sizes))
+    if first < 0:
+        raise ValueError(f"the index puts its {READ_EXTS[0]} member at byte {int(offsets[0])}, inside the first tar header")
+    span = os.pread(fd, last - first, first)
+    if len(span) < last - first:
+        raise ValueError(f"the tar ends at byte {first + len(span)}, before the sample's end at byte {last} "
+                         "(truncated tar)")
+    members = {}
+    for ext, off, size in zip(READ_EXTS, offsets, sizes):
+        at = int(off) - first
+        problem = member_problem(span[at - TAR_BLOCK:at], key, ext)
+        if problem:
+            raise ValueError(problem)
+        members[ext] = span[at:at + int(size)]
+    return members
+
+
+class EpochBatches(IterableDataset):
+    """One rank's epoch as batches (picklable: lists, numpy arrays, numbers and the options).
+
+    Each worker reads only the samples of its own batches, straight from the byte ranges the shard
+    indexes give (one pread per sample, every member's tar header checked), so W workers read the
+    epoch once between them, not W times as streaming every tar in each worker would."""
+
+    def __init__(self, *, tars: list, keys: list, shard_of, offsets, sizes, order: list, num_batches: int,
                  start_batch: int, epoch: int, options: LoaderOptions):
         self.tars = tars  # shard index -> tar path (str)
-        self.stream = stream  # read order: [(shard index, key)]
+        self.keys = keys  # stream position -> sample key
+        self.shard_of = shard_of  # stream position -> shard index (int32 array)
+        self.offsets = offsets  # stream position -> data offset of each READ_EXTS member (int64 [N, 3])
+        self.sizes = sizes  # the members' sizes (int64 [N, 3])
         self.order = order  # stream positions in yield order
-        self.member_counts = member_counts  # stream position -> members the sample has in the tar
         self.batch_size = options.batch_size
         self.num_batches = num_batches
         self.start_batch = start_batch
@@ -100,66 +145,32 @@ class EpochBatches(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         return [b for b in range(self.start_batch, self.num_batches) if (b - self.start_batch) % workers == worker]
 
-    @staticmethod
-    def _tar_samples(tar: str, members_of: dict):
-        """(key, {ext: bytes}) for the keys of ``members_of`` (key -> member count) in one tar, in stored
-        order, read with webdataset's tar reader. A sample is handed out as soon as its last member is
-        read, so nothing past the last wanted sample is needed."""
-        import webdataset.tariterators as wds_tar
-
-        current, current_key = {}, None
-        with open(tar, "rb") as fh:
-            for item in wds_tar.tar_file_iterator(fh, select_files=lambda n: n.split(".", 1)[0] in members_of):
-                key, _, ext = item["fname"].rpartition("/")[2].partition(".")
-                if key != current_key:
-                    current, current_key = {}, key
-                current[ext] = item["data"]
-                if len(current) == members_of[key]:
-                    yield key, current
-                    current, current_key = {}, None
+    def _read_batch(self, b: int, fds: dict) -> dict:
+        """slot -> {ext: bytes}, or the error text of a sample that cannot be read."""
+        positions = self.order[b * self.batch_size:(b + 1) * self.batch_size]
+        slots = {}
+        # in stored order: forward reads through each tar
+        for slot, pos in sorted(enumerate(positions), key=lambda sp: (int(self.shard_of[sp[1]]),
+                                                                       int(self.offsets[sp[1], 0]))):
+            si, key = int(self.shard_of[pos]), self.keys[pos]
+            tar = self.tars[si]
+            try:
+                if si not in fds:
+                    fds[si] = os.open(tar, os.O_RDONLY)
+                slots[slot] = read_members(fds[si], key, self.offsets[pos], self.sizes[pos])
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                slots[slot] = f"bad sample {key!r} in shard {tar}: {reason}"
+        return slots
 
     def __iter__(self):
-        batches = self._owned_batches()
-        if not batches:
-            return
-        slot_of = {}  # stream position -> (batch, slot)
-        for b in batches:
-            for slot, pos in enumerate(self.order[b * self.batch_size:(b + 1) * self.batch_size]):
-                slot_of[pos] = (b, slot)
-        by_shard = {}  # shard index -> {key: stream position}
-        for pos in slot_of:
-            si, key = self.stream[pos]
-            by_shard.setdefault(si, {})[key] = pos
-        shard_sequence = list(dict.fromkeys(si for si, _ in self.stream if si in by_shard))
-        sizes = {b: len(self.order[b * self.batch_size:(b + 1) * self.batch_size]) for b in batches}
-        raw = {}  # batch -> {slot: members, or an error string}
-        next_i = 0
-
-        def place(key: str, value, wanted: dict) -> None:
-            b, slot = slot_of[wanted.pop(key)]
-            raw.setdefault(b, {})[slot] = value
-
-        for si in shard_sequence:
-            wanted, tar = by_shard[si], self.tars[si]
-            try:
-                for key, members in self._tar_samples(tar, {k: self.member_counts[wanted[k]] for k in wanted}):
-                    if key not in wanted:
-                        continue
-                    place(key, members, wanted)
-                    # hand out every batch that is now complete, in order
-                    while next_i < len(batches) and len(raw.get(batches[next_i], {})) == sizes[batches[next_i]]:
-                        yield self._build(batches[next_i], raw.pop(batches[next_i]))
-                        next_i += 1
-                    if not wanted:
-                        break
-                reason = "not found in the tar"
-            except Exception as exc:  # tarfile errors on a corrupt or truncated tar
-                reason = f"the tar cannot be read past some point: {type(exc).__name__}: {exc}"
-            for key in list(wanted):
-                place(key, f"bad sample {key!r} in shard {tar}: {reason}", wanted)
-            while next_i < len(batches) and len(raw.get(batches[next_i], {})) == sizes[batches[next_i]]:
-                yield self._build(batches[next_i], raw.pop(batches[next_i]))
-                next_i += 1
+        fds: dict = {}
+        try:
+            for b in self._owned_batches():
+                yield self._build(b, self._read_batch(b, fds))
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
     def _build(self, b: int, slots: dict) -> dict:
         o = self.options
@@ -168,7 +179,8 @@ class EpochBatches(IterableDataset):
         for slot in range(len(slots)):
             aug = augment.draw_augment(rng) if rng is not None else None
             members = slots[slot]
-            si, key = self.stream[self.order[b * self.batch_size + slot]]
+            pos = self.order[b * self.batch_size + slot]
+            key = self.keys[pos]
             if isinstance(members, str):
                 error = members
             else:
@@ -176,7 +188,7 @@ class EpochBatches(IterableDataset):
                     image, spec, label, bbox = decode_sample(members, aug, o)
                     error = None
                 except Exception as exc:  # PIL, json and shape errors all mean: this sample is bad
-                    error = f"bad sample {key!r} in shard {self.tars[si]}: {type(exc).__name__}: {exc}"
+                    error = f"bad sample {key!r} in shard {self.tars[int(self.shard_of[pos])]}: {type(exc).__name__}: {exc}"
             if error is not None:
                 if o.bad_sample == "error":
                     return {"_error": error.replace("\n", " ")}
@@ -201,31 +213,28 @@ class TorchShardLoader(ShardLoader):
     backend = "torch"
 
     def __init__(self, shards, options):
-        import importlib.util
-
-        # checked here: inside the workers a missing reader would look like unreadable tars
-        if importlib.util.find_spec("webdataset") is None:
-            raise InputError("the torch shard loader reads tars with webdataset, which is not installed "
-                             "(pip install 'webdataset>=1.0,<2')")
-        # imported here, once, so that forked workers inherit them: importing torchvision.io takes ~1 s,
+        # imported here, once, so that forked workers inherit it: importing torchvision.io takes ~1 s,
         # which each epoch's workers would otherwise pay before their first batch
         import torchvision.io  # noqa: F401
-        import webdataset.tariterators  # noqa: F401
+
         super().__init__(shards, options)
 
     def epoch_dataset(self, start_batch: int) -> EpochBatches:
         o = self.options
         plan = rank_plan(self.shards, o, self.epoch)
         picked = rank_samples(self.shards, plan)
-        stream = [(si, s.key) for si, _, s in picked]
         if o.train:
             rng = np.random.default_rng([o.seed, self.epoch, o.rank, 7])
-            order = buffered_shuffle(len(stream), o.shuffle_buffer, rng)
+            order = buffered_shuffle(len(picked), o.shuffle_buffer, rng)
         else:
-            order = list(range(len(stream)))
-        return EpochBatches(tars=[str(s.tar) for s in self.shards.shards], stream=stream, order=order,
-                            member_counts=[len(s.members) for _, _, s in picked], num_batches=plan.num_batches,
-                            start_batch=start_batch, epoch=self.epoch, options=o)
+            order = list(range(len(picked)))
+        # every sample here passed the shard set's checks, so it has each READ_EXTS member
+        spans = np.array([[s.members[ext] for ext in READ_EXTS] for _, _, s in picked], dtype=np.int64).reshape(-1, 3, 2)
+        return EpochBatches(tars=[str(s.tar) for s in self.shards.shards], keys=[s.key for _, _, s in picked],
+                            shard_of=np.array([si for si, _, _ in picked], dtype=np.int32),
+                            offsets=np.ascontiguousarray(spans[:, :, 0]), sizes=np.ascontiguousarray(spans[:, :, 1]),
+                            order=order, num_batches=plan.num_batches, start_batch=start_batch, epoch=self.epoch,
+                            options=o)
 
     def __iter__(self):
         start = self.position.begin()
