@@ -5,7 +5,7 @@ Variants (all on the same CPU cores: 2 DataLoader workers or 2 DALI threads each
   360p) + audio/<id>.wav (10 s, 16 kHz), as the public recipe extracts them: per sample PIL
   decode, wav read, spectrogram;
 * ``torch``: shards built by ``run_shard`` (frame stored at the training scale, shorter side 246,
-  spectrogram precomputed), webdataset reading, libjpeg-turbo decoding in DataLoader workers;
+  spectrogram precomputed), read through the shard indexes, libjpeg-turbo decoding in DataLoader workers;
 * ``dali-cpu`` / ``dali-gpu``: the DALI pipelines (GPU: nvJPEG decode; skipped without CUDA);
 * ``dali-cpu, 256 frames``: the DALI CPU pipeline on shards of the earlier layout (frames stored
   at 256, resized every epoch), for comparison.
