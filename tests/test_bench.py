@@ -364,8 +364,8 @@ def test_quick_run_writes_table_json_and_plot(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(out_json.read_text())
     scenarios = {row["scenario"] for row in rows if "scenario" in row}
-    assert {"shard", "kernels", "evaluate"} <= scenarios
-    assert any(s.startswith("loaders") for s in scenarios) and any(s.startswith("train") for s in scenarios)
+    assert {"shard", "shard-marginal", "kernels.time", "kernels.memory", "evaluate", "rehearsal"} <= scenarios
+    assert {"loaders", "loaders-steady", "loaders-latency", "train"} <= scenarios
     assert not [row for row in rows if (row.get("skipped") or "").startswith("failed")]
     assert out_png.stat().st_size > 0
 

@@ -198,6 +198,34 @@ def test_train_drop_last_equal_steps_per_rank(shards, backend):
     assert lens == [3, 3, 3]  # 48 // 3 = 16 per rank -> 3 full batches of 5
 
 
+def test_torch_workers_keep_a_bounded_number_of_tars_open(shards, monkeypatch, tmp_path):
+    """A worker's batches reach every shard of the epoch; it keeps at most MAX_OPEN_TARS descriptors
+    (least recently used closed first) and reads the same batches with one open at a time."""
+    from avloc.data import torch_loader
+
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"f{i}")
+        files[-1].write_bytes(b"x")
+    open_files = torch_loader.OpenFiles(2)
+    fds = [open_files.get(i, str(f)) for i, f in enumerate(files)]
+    assert open_files.get(2, str(files[2])) == fds[2]  # reused while open
+    with pytest.raises(OSError):
+        os.fstat(fds[0])  # the least recently used was closed
+    open_files.close()
+    with pytest.raises(OSError):
+        os.fstat(fds[2])
+
+    root, _ = shards
+    options = dict(mode="train", batch_size=8, num_workers=0, seed=3)
+    default = list(load(root, "torch", **options))
+    monkeypatch.setattr(torch_loader, "MAX_OPEN_TARS", 1)
+    one_open = list(load(root, "torch", **options))
+    assert keys_of(one_open) == keys_of(default) and len(keys_of(default)) == 48
+    assert len(list(Path(root).glob("train-*.tar"))) == 5  # batches mix shards: descriptors were closed and reopened
+    assert all(torch.equal(x["image"], y["image"]) and torch.equal(x["spec"], y["spec"]) for x, y in zip(one_open, default))
+
+
 @pytest.mark.parametrize("backend", SHARD_BACKENDS)
 def test_set_epoch_reshuffles_deterministically(shards, backend):
     root, keys = shards

@@ -13,6 +13,7 @@ can start at any batch without reading the ones before it.
 """
 from __future__ import annotations
 
+import collections
 import io
 import os
 from typing import Optional
@@ -101,10 +102,10 @@ def read_members(fd: int, key: str, offsets, sizes) -> dict:
     """{ext: bytes} of one sample, read with one pread from its first member's header to its last
     member's end (the members are stored one after another); each member's tar header is checked
     against the index. Raises ValueError when the bytes are not there or not what the index says."""
-    first = int(offsets[0]) - TAR_BLOCK
+    first = min(int(o) for o in offsets) - TAR_BLOCK
     last = max(int(o) + int(n) for o, n in zip(offsets, sizes))
     if first < 0:
-        raise ValueError(f"the index puts its {READ_EXTS[0]} member at byte {int(offsets[0])}, inside the first tar header")
+        raise ValueError(f"the index puts a member at byte {first + TAR_BLOCK}, inside the first tar header")
     span = os.pread(fd, last - first, first)
     if len(span) < last - first:
         raise ValueError(f"the tar ends at byte {first + len(span)}, before the sample's end at byte {last} "
@@ -117,6 +118,31 @@ def read_members(fd: int, key: str, offsets, sizes) -> dict:
             raise ValueError(problem)
         members[ext] = span[at:at + int(size)]
     return members
+
+
+MAX_OPEN_TARS = 64  # per worker: a worker's batches reach every shard of the epoch, the fd limit is often 1024
+
+
+class OpenFiles:
+    """Read-only descriptors of the tars a worker reads, the least recently used closed beyond ``limit``."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._fds: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, key, path: str) -> int:
+        if key in self._fds:
+            self._fds.move_to_end(key)
+            return self._fds[key]
+        fd = os.open(path, os.O_RDONLY)
+        self._fds[key] = fd
+        while len(self._fds) > self.limit:
+            os.close(self._fds.popitem(last=False)[1])
+        return fd
+
+    def close(self) -> None:
+        while self._fds:
+            os.close(self._fds.popitem()[1])
 
 
 class EpochBatches(IterableDataset):
@@ -145,7 +171,7 @@ class EpochBatches(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         return [b for b in range(self.start_batch, self.num_batches) if (b - self.start_batch) % workers == worker]
 
-    def _read_batch(self, b: int, fds: dict) -> dict:
+    def _read_batch(self, b: int, fds: "OpenFiles") -> dict:
         """slot -> {ext: bytes}, or the error text of a sample that cannot be read."""
         positions = self.order[b * self.batch_size:(b + 1) * self.batch_size]
         slots = {}
@@ -155,22 +181,19 @@ class EpochBatches(IterableDataset):
             si, key = int(self.shard_of[pos]), self.keys[pos]
             tar = self.tars[si]
             try:
-                if si not in fds:
-                    fds[si] = os.open(tar, os.O_RDONLY)
-                slots[slot] = read_members(fds[si], key, self.offsets[pos], self.sizes[pos])
+                slots[slot] = read_members(fds.get(si, tar), key, self.offsets[pos], self.sizes[pos])
             except (OSError, ValueError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 slots[slot] = f"bad sample {key!r} in shard {tar}: {reason}"
         return slots
 
     def __iter__(self):
-        fds: dict = {}
+        fds = OpenFiles(MAX_OPEN_TARS)
         try:
             for b in self._owned_batches():
                 yield self._build(b, self._read_batch(b, fds))
         finally:
-            for fd in fds.values():
-                os.close(fd)
+            fds.close()
 
     def _build(self, b: int, slots: dict) -> dict:
         o = self.options
