@@ -401,3 +401,17 @@ def test_shard_marginal_rate_removes_the_fixed_cost_per_run():
     assert fixed_seconds(12, small, rates) == pytest.approx(0.5)
     # a round where the larger run was not slower carries no rate
     assert marginal_rates(12, 24, [1.0, 1.0], [0.9, 2.0]) == pytest.approx([12.0])
+
+
+def test_loader_goal_notes_judge_whole_epochs_and_the_steady_state():
+    record = _script("record")
+    rows = []
+    for scenario, torch_rate, dali_rate in (("loaders", 300.0, 600.0), ("loaders-steady", 450.0, 900.0)):
+        rows += [summarize(scenario, "batch 256", "folder (reference)", [100.0], unit="samples/s", higher_is_better=True,
+                           baseline=True),
+                 summarize(scenario, "batch 256", "torch", [torch_rate], unit="samples/s", higher_is_better=True),
+                 summarize(scenario, "batch 256", "dali-cpu", [dali_rate], unit="samples/s", higher_is_better=True)]
+    text = record.loaders_goal(fill_ratios(rows))
+    assert "torch torch, 300 samples/s = 3.00x the folder loader over whole epochs (goal at batch 256 >= 4x on 2 " \
+           "CPU cores: not met; steady state 450 samples/s = 4.50x: met)" in text
+    assert "fastest shard loader dali-cpu, 600 samples/s = 6.00x" in text and "9.00x: not met" in text
