@@ -131,6 +131,11 @@ def test_rewriting_a_results_page_keeps_its_hand_written_readings(tmp_path):
     assert md.count("## Reading the January run\nThe torch loader was 2.9x.") == 1 and md.count("## Why") == 1
     assert md.index("What is measured.") < md.index("## Reading") < md.index("## Why") < md.index("## 2026-02-01")
     assert md.index("## 2026-02-01") < md.index("## 2026-01-01") and md.count("## 2026-01-01") == 1
+    # a page written by hand under its own first-level headings keeps them too
+    (tmp_path / "x.md").write_text("# Loader throughput (January): the torch loader\nIt was 2.9x.\n")
+    write_results(_records()[:2], machine={"time": "2026-03-01T00:00:00Z", "cpu": "C"}, **paths)
+    md = (tmp_path / "x.md").read_text()
+    assert md.startswith("# Loader throughput\n") and "# Loader throughput (January): the torch loader\nIt was 2.9x." in md
 
 
 def test_kernels_scenario_reports_missing_gpu_backend_as_skipped(tmp_path):

@@ -102,13 +102,14 @@ def read_runs(jsonl: Path) -> list:
 _RUN_HEADING = re.compile(r"^## \d{4}-\d{2}-\d{2}T")
 
 
-def hand_written_sections(text: str) -> str:
-    """The ``## `` sections of a results page that are not a recorded run's (people's readings of the
-    runs), so that rewriting the page from its JSONL keeps them."""
+def hand_written_sections(text: str, title: str = "") -> str:
+    """The sections of a results page (``#`` or ``##`` headings) that are neither a recorded run's nor
+    the page's own title with its intro: people's readings of the runs, so that rewriting the page
+    from its JSONL keeps them."""
     kept, keep = [], False
     for line in text.splitlines():
-        if line.startswith("## "):
-            keep = not _RUN_HEADING.match(line)
+        if line.startswith(("# ", "## ")):
+            keep = not _RUN_HEADING.match(line) and line.strip() != f"# {title}".strip()
         if keep:
             kept.append(line)
     return "\n".join(kept).strip()
@@ -156,7 +157,7 @@ def write_results(records: list, *, machine: Optional[dict] = None, json_path=No
         written["jsonl"] = jsonl_path
     if md_path:
         runs = read_runs(jsonl_path) if jsonl_path else [(machine, records)]
-        readings = hand_written_sections(Path(md_path).read_text()) if Path(md_path).is_file() else ""
+        readings = hand_written_sections(Path(md_path).read_text(), title) if Path(md_path).is_file() else ""
         atomic_write_text(md_path, markdown(runs, title=title, intro=intro, notes_for=notes_for, readings=readings))
         written["md"] = Path(md_path)
     if png_path:
