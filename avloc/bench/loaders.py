@@ -22,9 +22,10 @@ Because these epochs are short (2,048-4,096 samples), start-up weighs on that ra
 a 144k-sample epoch. ``loaders-steady`` reports the rate over the second half of each round's
 batches: (k/2) batches / (time of batch k - time of batch k/2). With k/2 a multiple of the workers,
 both stamps fall at the same phase of the workers' turns and of DALI's prefetch queue, so the
-start-up and the first fill cancel out. It can flatter the shard loaders a little: reading through
-the shuffle buffer is front-loaded (a worker reads ahead to complete its first batch), so the second
-half carries less reading than its share. The rehearsal's long DALI run is the sustained reference.
+start-up and the first fill cancel out. It can flatter DALI a little: its reader fills the shuffle
+buffer before the first batch, so the second half carries less reading than its share. Over 4 (quick)
+or 8 batches it is also noisy: compare it across runs with care. The rehearsal's long DALI run is
+the sustained reference.
 """
 
 from __future__ import annotations
