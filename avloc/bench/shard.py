@@ -152,7 +152,7 @@ def run(ctx: BenchContext) -> list:
     for name, (full_run, half_run) in runs.items():
         variants[name] = measure(full_run, name, n)
         variants[name + HALF] = measure(half_run, name + HALF, half)
-    rounds = 3 if ctx.quick else 5
+    rounds = 5  # each round is seconds: as many in --quick as in the full run (the median steadies)
     log(f"bench: shard: {n} clips ({size_note}) and the first {half} of them, {workers} workers, "
         f"{rounds} interleaved rounds")
     warmup = 1
