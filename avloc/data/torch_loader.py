@@ -171,7 +171,7 @@ class EpochBatches(IterableDataset):
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         return [b for b in range(self.start_batch, self.num_batches) if (b - self.start_batch) % workers == worker]
 
-    def _read_batch(self, b: int, fds: "OpenFiles") -> dict:
+    def _read_batch(self, b: int, fds: OpenFiles) -> dict:
         """slot -> {ext: bytes}, or the error text of a sample that cannot be read."""
         positions = self.order[b * self.batch_size:(b + 1) * self.batch_size]
         slots = {}
