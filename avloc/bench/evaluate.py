@@ -18,14 +18,13 @@ Each measurement is one whole evaluation of the ``n`` items (model load included
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from avloc.bench.harness import BenchContext, Record, skipped, summarize
+from avloc.bench.replicate import link_or_copy
 from avloc.utils.atomic import atomic_write_text
 from avloc.utils.progress import log
 from avloc.utils.system import usable_cores
@@ -56,10 +55,7 @@ def build_vggss_root(workdir: Path, n: int, progress: bool = False) -> Path:
         new_id = f"{base['id'][:5]}{i:06d}{base['id'][11:]}"
         for kind, ext in (("frame", "jpg"), ("audio", "wav")):
             dst = root / ("frames" if kind == "frame" else "audio") / f"{new_id}.{ext}"
-            try:
-                os.link(base[kind], dst)
-            except OSError:
-                shutil.copyfile(base[kind], dst)
+            link_or_copy(base[kind], dst)
         entries.append({"file": new_id, "class": base["label"], "bbox": base["bbox"]})
     atomic_write_text(root / "vggss.json", json.dumps(entries))
     atomic_write_text(root / "vggss_test.csv", "".join(f"{e['file']}\r\n" for e in entries))

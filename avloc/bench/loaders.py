@@ -30,8 +30,6 @@ the sustained reference.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -49,19 +47,12 @@ UNIQUE_CLIPS = 16
 LEGACY_VARIANT = "dali-cpu, 256 frames (earlier shard layout: resize every epoch)"
 
 
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
 def build_data(root: Path, n: int, *, unique: int = UNIQUE_CLIPS, samples_per_shard: int = 256,
                progress: bool = False) -> tuple:
     """The same n clips as an EZ-VSL folder and as avloc shards. Returns (folder, shards dir, legacy shards
     dir): the shards store frames at the training scale (the default), the legacy ones at 256."""
     from avloc import schema
-    from avloc.bench.replicate import replicate_shards
+    from avloc.bench.replicate import link_or_copy, replicate_shards
     from avloc.bench.shard import baseline_recipe
     from avloc.tools.sharding import ShardConfig, run_shard
     from avloc.tools.synth import generate_clips
@@ -83,8 +74,8 @@ def build_data(root: Path, n: int, *, unique: int = UNIQUE_CLIPS, samples_per_sh
     for i in range(n):
         key = schema.canonical_clip_id(f"bench{i:06d}", 10 * i)
         src = sources[i % unique]
-        _link(root / "extracted" / "frames" / f"{src.stem}.jpg", folder / "frames" / f"{key}.jpg")
-        _link(root / "extracted" / "audio" / f"{src.stem}.wav", folder / "audio" / f"{key}.wav")
+        link_or_copy(root / "extracted" / "frames" / f"{src.stem}.jpg", folder / "frames" / f"{key}.jpg")
+        link_or_copy(root / "extracted" / "audio" / f"{src.stem}.wav", folder / "audio" / f"{key}.wav")
     # the unique clips sharded by run_shard, then copied under n keys (every sample a real shard sample)
     for out, frame_size in ((shards, schema.FRAME_SHORT_SIDE), (legacy, schema.LEGACY_FRAME_SHORT_SIDE)):
         unique_shards = root / f"unique-{frame_size}"

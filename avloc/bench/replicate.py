@@ -21,6 +21,14 @@ from avloc.tools.sharding.writer import ShardWriter
 from avloc.utils.atomic import atomic_write_text
 
 
+def link_or_copy(src, dst) -> None:
+    """``dst`` as a hard link of ``src``, or a copy where links are not possible (another file system)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
 def _read_members(shards: ShardSet) -> list:
     """[(key, {ext: bytes})] of every sample of the set, in stored order."""
     samples = []
@@ -85,10 +93,7 @@ def link_shards(base, out, n_shards: int, *, split: str = "train") -> Path:
         stem = schema.shard_stem(split, i)
         dst = out / f"{stem}.tar"
         if not dst.exists():
-            try:
-                os.link(tar, dst)
-            except OSError:
-                shutil.copyfile(tar, dst)
+            link_or_copy(tar, dst)
         shutil.copyfile(index, out / f"{stem}.idx")
         listed.append((f"{stem}.tar", n))
     atomic_write_text(out / "dataset.json", json.dumps(_summary(base, split, listed), indent=1))

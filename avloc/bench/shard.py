@@ -98,14 +98,13 @@ def fixed_seconds(n_small: int, seconds_small: list, marginal: list) -> float:
 
 def _half_folder(clips_dir: Path, clips: list, dest: Path) -> Path:
     """A folder holding the first half of ``clips`` (hard links, same relative paths)."""
+    from avloc.bench.replicate import link_or_copy
+
     for path in clips[:len(clips) // 2]:
         target = dest / Path(path).relative_to(clips_dir)
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
-            try:
-                target.hardlink_to(path)
-            except OSError:
-                shutil.copyfile(path, target)
+            link_or_copy(path, target)
     return dest
 
 

@@ -83,7 +83,7 @@ def decode_sample(members: dict, aug, options: LoaderOptions):
     return image, spec, label, bbox
 
 
-# the members a training sample is read with, in the order the shard writer stores them
+# the members a training sample needs (a kept audio window stored between them is read with the span, not used)
 READ_EXTS = (schema.EXT_FRAME, schema.EXT_SPEC, schema.EXT_META)
 TAR_BLOCK = 512  # a USTAR member header; the shard writer's names fit one block, right before the data
 
